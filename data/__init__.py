@@ -1,0 +1,1 @@
+"""Generating, reading and caching CAPTCHA images and their labels."""

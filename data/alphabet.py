@@ -1,0 +1,72 @@
+"""The alphabet of a CAPTCHA task and the one label encoding the kit uses.
+
+Every part of the kit (reading folders, training, evaluation, inference)
+turns text into integer codes and back through an `Alphabet`, so there is
+exactly one place that decides which characters exist and in which order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DIGITS = "0123456789"
+
+
+class Alphabet:
+    """Characters a CAPTCHA may contain and the fixed number of them per image.
+
+    Args:
+        characters: The symbols in class order; class `i` is `characters[i]`.
+        length: How many characters every label has.
+    """
+
+    def __init__(self, characters: str = DIGITS, length: int = 4):
+        if not characters or len(set(characters)) != len(characters):
+            raise ValueError(
+                f"`characters` must be a non-empty string without repeated symbols. Received: characters={characters!r}"
+            )
+        if not isinstance(length, int) or length < 1:
+            raise ValueError(f"`length` must be a positive integer. Received: length={length!r}")
+        self.characters = characters
+        self.length = length
+        self._index = {character: index for index, character in enumerate(characters)}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.characters)
+
+    def __repr__(self) -> str:
+        return f"Alphabet(characters={self.characters!r}, length={self.length})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Alphabet) and self.characters == other.characters and self.length == other.length
+
+    def get_config(self) -> dict:
+        return {"characters": self.characters, "length": self.length}
+
+    def check(self, label: str) -> str | None:
+        """Says what is wrong with `label`, or returns None when it is valid."""
+        if len(label) != self.length:
+            return f"has {len(label)} characters; expected {self.length}"
+        unknown = sorted({character for character in label if character not in self._index})
+        if unknown:
+            return f"has characters {''.join(unknown)!r} outside the alphabet {self.characters!r}"
+        return None
+
+    def encode(self, label: str) -> np.ndarray:
+        """Turns a label such as "0427" into class codes, e.g. [0, 4, 2, 7]."""
+        problem = self.check(label)
+        if problem:
+            raise ValueError(f"Label {label!r} {problem}.")
+        return np.array([self._index[character] for character in label], dtype=np.int32)
+
+    def encode_many(self, labels) -> np.ndarray:
+        """Encodes a sequence of labels into an int32 array of shape (N, length)."""
+        codes = np.zeros((len(labels), self.length), dtype=np.int32)
+        for row, label in enumerate(labels):
+            codes[row] = self.encode(label)
+        return codes
+
+    def decode(self, codes) -> str:
+        """Turns class codes back into text; the inverse of `encode`."""
+        return "".join(self.characters[int(code)] for code in codes)

@@ -1,0 +1,88 @@
+"""Grades a model: per-digit and whole-CAPTCHA accuracy on capts_val/, PASS or FAIL.
+
+    python evaluate.py                         # my_model.keras on capts_val/
+    python evaluate.py runs/other.keras --data capts_val --threshold 0.3 --json
+
+The model is loaded with Keras safe mode on, so a file cannot run code. The
+exit status is 0 when every digit position reaches the threshold (PASS), 1
+when one does not (FAIL) and 2 when the model or the data cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # Keep TensorFlow's start-up chatter out of the report.
+
+from data.alphabet import Alphabet  # noqa: E402
+from data.dataset import load_labelled_folder  # noqa: E402
+from models.evaluation import evaluate_predictions, format_accuracies  # noqa: E402
+
+PASS_THRESHOLD = 0.30  # The assignment's bar: at least 30% per digit.
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", nargs="?", default="my_model.keras", help="a .keras file (default: %(default)s)")
+    parser.add_argument("--data", default="capts_val", help="folder of labelled images (default: %(default)s)")
+    parser.add_argument("--labels", default=None, help="optional 'FILENAME LABEL' file for --data")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=PASS_THRESHOLD,
+        help="accuracy every digit position must reach to pass (default: %(default)s)",
+    )
+    parser.add_argument("--batch-size", type=int, default=256, help="images per prediction batch")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    return parser
+
+
+def grade(result: dict, threshold: float) -> dict:
+    """Adds the PASS/FAIL verdict: every position must reach `threshold`."""
+    passed = all(accuracy >= threshold for accuracy in result["position_accuracies"])
+    return {**result, "threshold": threshold, "passed": passed}
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    if not 0 <= args.threshold <= 1:
+        print(f"error: --threshold must lie in [0, 1]. Received: {args.threshold}", file=sys.stderr)
+        sys.exit(2)
+    from models.decoding import decode_codes
+    from models.io import load_model
+
+    alphabet = Alphabet()
+    try:
+        model = load_model(args.model)
+        data = load_labelled_folder(args.data, alphabet, labels_file=args.labels)
+        expected = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+        if expected != data.images.shape[1:] and expected != (None, None, 3):
+            raise ValueError(
+                f"{args.model} takes inputs of shape {model.input_shape}; the images of {args.data} "
+                f"are {data.images.shape[1:]} (height, width, channels)."
+            )
+        outputs = model.predict(data.images, batch_size=args.batch_size, verbose=0)
+        predicted = decode_codes(outputs, alphabet)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    result = grade(evaluate_predictions(data.codes, predicted), args.threshold)
+    result.update(model=str(args.model), data=str(args.data))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"Model {args.model} on {len(data)} images of {args.data}/")
+        for position, accuracy in enumerate(result["position_accuracies"]):
+            print(f"  digit {position}: {accuracy:.4f}")
+        print(f"  mean per digit: {result['mean_accuracy']:.4f}")
+        print(f"  whole CAPTCHA:  {result['whole_accuracy']:.4f}")
+        verdict = "PASS" if result["passed"] else "FAIL"
+        print(f"{verdict}: every digit must reach {args.threshold:.0%} ({format_accuracies(result)})")
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main()["passed"] else 1)

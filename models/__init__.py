@@ -1,0 +1,8 @@
+"""CAPTCHA-reading networks, their layers, metrics and training helpers.
+
+Importing the package registers every model and custom layer, so that
+`get_model(name)` works and saved `.keras` files load with no extra arguments.
+"""
+
+from models import cellnet, shawon  # noqa: F401  (registers the models)
+from models.registry import DEFAULT_MODEL, get_model, list_models, register_model  # noqa: F401

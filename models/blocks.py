@@ -1,0 +1,50 @@
+"""Building blocks shared by the registered models: the raw-image input and its preprocessing."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from models.layers import ForegroundMap
+
+# multicolorcaptcha's CaptchaGenerator(0) draws its 256x64 text strip on rows
+# 40-103 of the 144x256 image; the rows above and below are black margin.
+MULTICOLOR_MARGINS = (40, 40)
+
+
+def image_input(image_size) -> keras.KerasTensor:
+    """The model input: a raw RGB image with values 0-255, as decoded from the file."""
+    height, width = image_size
+    return keras.Input(shape=(height, width, 3), name="image")
+
+
+def default_crop(image_size):
+    """Margins (top, bottom) to crop: the text strip of 144x256 multicolorcaptcha images, else none."""
+    return MULTICOLOR_MARGINS if tuple(image_size) == (144, 256) else (0, 0)
+
+
+def preprocess(images, crop=(0, 0), downscale: int = 1, foreground: bool = False):
+    """Crops, scales to [0, 1], optionally downsamples and removes colours, as model layers.
+
+    Args:
+        images: The raw image tensor from `image_input`.
+        crop: Rows (top, bottom) to cut off.
+        downscale: Integer factor of average pooling (1 keeps full resolution).
+        foreground: Replace the RGB channels with the colour-free `ForegroundMap`.
+    """
+    x = images
+    if any(crop):
+        x = layers.Cropping2D((tuple(crop), (0, 0)), name="crop_strip")(x)
+    x = layers.Rescaling(1.0 / 255, name="scale")(x)
+    if downscale > 1:
+        x = layers.AveragePooling2D(downscale, name="downscale")(x)
+    if foreground:
+        x = ForegroundMap(name="foreground")(x)
+    return x
+
+
+def conv_bn_relu(x, filters: int, name: str):
+    """3x3 convolution, batch normalisation, ReLU."""
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)

@@ -1,0 +1,37 @@
+"""Scoring a model on labelled images: the one evaluation used by training, grading and answers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from data.alphabet import Alphabet
+from models.decoding import decode_codes
+from models.metrics import position_accuracies, sequence_accuracy
+
+
+def evaluate_predictions(true_codes, predicted_codes) -> dict:
+    """Per-position accuracies, their mean and whole-CAPTCHA accuracy, as plain floats."""
+    per_position = position_accuracies(true_codes, predicted_codes)
+    return {
+        "position_accuracies": [float(value) for value in per_position],
+        "mean_accuracy": float(per_position.mean()),
+        "whole_accuracy": sequence_accuracy(true_codes, predicted_codes),
+        "images": int(len(true_codes)),
+    }
+
+
+def predict_codes(model, images: np.ndarray, alphabet: Alphabet, batch_size: int = 256) -> np.ndarray:
+    """Runs `model` on raw images and decodes its outputs to class codes (images, length)."""
+    outputs = model.predict(images, batch_size=batch_size, verbose=0)
+    return decode_codes(outputs, alphabet)
+
+
+def evaluate_model(model, images, codes, alphabet: Alphabet, batch_size: int = 256) -> dict:
+    """Scores `model` on images with known class codes; see `evaluate_predictions`."""
+    return evaluate_predictions(codes, predict_codes(model, images, alphabet, batch_size))
+
+
+def format_accuracies(result: dict) -> str:
+    """One line: 'digits 0.912 0.930 0.925 0.908 | mean 0.919 | whole 0.712'."""
+    digits = " ".join(f"{value:.4f}" for value in result["position_accuracies"])
+    return f"digits {digits} | mean {result['mean_accuracy']:.4f} | whole {result['whole_accuracy']:.4f}"

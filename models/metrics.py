@@ -1,0 +1,76 @@
+"""The accuracy measures of the kit: per character position and per whole CAPTCHA.
+
+The NumPy functions score decoded predictions (evaluation, grading, answers);
+the Keras metrics compute the same quantities during `model.fit`.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def position_accuracies(true_codes, predicted_codes) -> np.ndarray:
+    """Fraction of images whose character at each position is right; shape (length,)."""
+    true_codes, predicted_codes = _check_codes(true_codes, predicted_codes)
+    return (true_codes == predicted_codes).mean(axis=0)
+
+
+def sequence_accuracy(true_codes, predicted_codes) -> float:
+    """Fraction of images whose every character is right (whole-CAPTCHA accuracy)."""
+    true_codes, predicted_codes = _check_codes(true_codes, predicted_codes)
+    return float((true_codes == predicted_codes).all(axis=1).mean())
+
+
+def _check_codes(true_codes, predicted_codes):
+    true_codes, predicted_codes = np.asarray(true_codes), np.asarray(predicted_codes)
+    if true_codes.shape != predicted_codes.shape or true_codes.ndim != 2 or len(true_codes) == 0:
+        raise ValueError(
+            "Expected true and predicted codes of the same shape (images, length). "
+            f"Received: {true_codes.shape} and {predicted_codes.shape}"
+        )
+    return true_codes, predicted_codes
+
+
+def _correct_characters(y_true, y_pred):
+    """Boolean (batch, length): sparse or one-hot targets against per-position scores."""
+    if len(y_true.shape) == len(y_pred.shape):
+        y_true = ops.argmax(y_true, axis=-1)
+    return ops.equal(ops.cast(y_true, "int32"), ops.cast(ops.argmax(y_pred, axis=-1), "int32"))
+
+
+@keras.saving.register_keras_serializable(package="captcha_kit")
+class PositionAccuracy(keras.metrics.MeanMetricWrapper):
+    """Accuracy of the character at one position (e.g. the first digit)."""
+
+    def __init__(self, position: int, name: str | None = None, dtype=None):
+        super().__init__(
+            fn=lambda y_true, y_pred: ops.cast(_correct_characters(y_true, y_pred)[:, position], "float32"),
+            name=name or f"digit_{position}_accuracy",
+            dtype=dtype,
+        )
+        self.position = position
+
+    def get_config(self):
+        return {"position": self.position, "name": self.name, "dtype": self.dtype}
+
+
+@keras.saving.register_keras_serializable(package="captcha_kit")
+class SequenceAccuracy(keras.metrics.MeanMetricWrapper):
+    """Whole-CAPTCHA accuracy: every character of the image right."""
+
+    def __init__(self, name: str = "whole_accuracy", dtype=None):
+        super().__init__(
+            fn=lambda y_true, y_pred: ops.cast(ops.all(_correct_characters(y_true, y_pred), axis=-1), "float32"),
+            name=name,
+            dtype=dtype,
+        )
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+def accuracy_metrics(length: int) -> list[keras.metrics.Metric]:
+    """The metrics every training run reports: one per position, then whole accuracy."""
+    return [PositionAccuracy(position) for position in range(length)] + [SequenceAccuracy()]

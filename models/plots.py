@@ -1,0 +1,88 @@
+"""Pictures of training runs and predictions, saved as PNG."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # Files only; no screen needed.
+import matplotlib.pyplot as plt  # noqa: E402
+
+from data.files import atomic_path  # noqa: E402
+
+
+def read_history(csv_path: str | Path) -> dict[str, list[float]]:
+    """Columns of a Keras CSVLogger file as lists of floats."""
+    with open(csv_path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
+
+
+def plot_history(history: dict[str, list[float]], path: str | Path, length: int, title: str = "") -> Path:
+    """Accuracy of each character position against epoch (like the assignment's Figure 2.2).
+
+    Left: validation (solid) and training (dashed) accuracy of digits 0..length-1.
+    Right: whole-CAPTCHA accuracy and the loss.
+    """
+    epochs = [int(epoch) + 1 for epoch in history["epoch"]]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for position in range(length):
+        color = f"C{position}"
+        key = f"digit_{position}_accuracy"
+        left.plot(epochs, history[f"val_{key}"], "-o", color=color, markersize=3, label=f"digit {position} (val)")
+        left.plot(epochs, history[key], "--", color=color, alpha=0.6, label=f"digit {position} (train)")
+    left.set(xlabel="epoch", ylabel="accuracy", title="Per-digit accuracy", ylim=(0, 1.01))
+    left.grid(alpha=0.3)
+    left.legend(fontsize=7, ncol=2, loc="lower right")
+    right.plot(epochs, history["val_whole_accuracy"], "-o", color="black", markersize=3, label="whole (val)")
+    right.plot(epochs, history["whole_accuracy"], "--", color="black", alpha=0.6, label="whole (train)")
+    right.set(xlabel="epoch", ylabel="whole-CAPTCHA accuracy", title="Whole CAPTCHA and loss", ylim=(0, 1.01))
+    right.grid(alpha=0.3)
+    loss_axis = right.twinx()
+    loss_axis.plot(epochs, history["loss"], ":", color="C3", label="loss (train)")
+    loss_axis.plot(epochs, history["val_loss"], "-.", color="C3", label="loss (val)")
+    loss_axis.set_ylabel("loss", color="C3")
+    handles = right.get_legend_handles_labels()[0] + loss_axis.get_legend_handles_labels()[0]
+    right.legend(handles, [handle.get_label() for handle in handles], fontsize=7, loc="center right")
+    for axis in (left, right):
+        axis.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def plot_samples(images, labels, path: str | Path, predictions=None, columns: int = 4, title: str = "") -> Path:
+    """A grid of images titled with their label (and prediction: green right, red wrong)."""
+    rows = (len(images) + columns - 1) // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.1 * rows), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index >= len(images):
+            continue
+        axis.imshow(images[index])
+        if predictions is None:
+            axis.set_title(labels[index], fontsize=11, family="monospace")
+        else:
+            right = predictions[index] == labels[index]
+            axis.set_title(
+                f"true {labels[index]}  read {predictions[index]}",
+                fontsize=10,
+                family="monospace",
+                color="green" if right else "red",
+            )
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def save_figure(figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
+    plt.close(figure)
+    return path

@@ -1,0 +1,48 @@
+"""One registry of model builders, so every command picks models by name.
+
+    @register_model
+    def shawon(alphabet, image_size, **options) -> keras.Model: ...
+
+    model = get_model("shawon", alphabet=Alphabet("0123456789", 4))
+
+Every builder takes the alphabet (characters and label length) and the raw
+input image size, and returns a Functional model whose input is the raw
+uint8-valued image and whose output, named `characters`, holds one softmax
+over the alphabet per character position: shape (batch, length, classes).
+"""
+
+from __future__ import annotations
+
+from data.alphabet import Alphabet
+
+_BUILDERS = {}
+DEFAULT_MODEL = "cellnet"
+DEFAULT_IMAGE_SIZE = (144, 256)
+
+
+def register_model(builder):
+    """Decorator that registers `builder` under its function name."""
+    name = builder.__name__
+    if name in _BUILDERS:
+        raise ValueError(f"A model named {name!r} is already registered.")
+    _BUILDERS[name] = builder
+    return builder
+
+
+def list_models(include_tiny: bool = True) -> list[str]:
+    """Names of the registered models; tiny test variants end in `_tiny`."""
+    return sorted(name for name in _BUILDERS if include_tiny or not name.endswith("_tiny"))
+
+
+def get_model(name: str, alphabet: Alphabet | None = None, image_size=DEFAULT_IMAGE_SIZE, **options):
+    """Builds the registered model `name`.
+
+    Args:
+        name: A name from `list_models()`.
+        alphabet: Characters and label length (default: four digits).
+        image_size: (height, width) of the raw input images.
+        **options: Passed to the builder (e.g. `dropout=0.0`).
+    """
+    if name not in _BUILDERS:
+        raise ValueError(f"Unknown model {name!r}. Registered models: {', '.join(list_models())}")
+    return _BUILDERS[name](alphabet=alphabet or Alphabet(), image_size=tuple(image_size), **options)

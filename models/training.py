@@ -1,0 +1,102 @@
+"""Training helpers: the optimizer and loss, and the callbacks every run uses."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from models.io import save_model
+from models.metrics import accuracy_metrics
+
+
+def compile_model(
+    model: keras.Model,
+    length: int,
+    learning_rate: float,
+    total_steps: int,
+    warmup_fraction: float = 0.05,
+    weight_decay: float = 0.0,
+) -> keras.Model:
+    """Adam(W) with a short linear warm-up then cosine decay to zero, sparse cross-entropy.
+
+    The cosine schedule is what lets a 10-epoch run end converged: the large
+    early steps move fast, the small late steps settle the weights.
+    """
+    warmup_steps = max(1, int(total_steps * warmup_fraction))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=learning_rate * 0.1,
+        decay_steps=max(1, total_steps - warmup_steps),
+        warmup_target=learning_rate,
+        warmup_steps=warmup_steps,
+    )
+    optimizer = (
+        keras.optimizers.AdamW(schedule, weight_decay=weight_decay) if weight_decay else keras.optimizers.Adam(schedule)
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=accuracy_metrics(length),
+    )
+    return model
+
+
+def mean_position_accuracy(logs: dict, length: int, prefix: str = "val_") -> float:
+    return float(np.mean([logs[f"{prefix}digit_{position}_accuracy"] for position in range(length)]))
+
+
+class EpochReport(keras.callbacks.Callback):
+    """A progress bar within each epoch, then one summary line per epoch.
+
+    Also adds `val_mean_accuracy` (mean of the per-position validation
+    accuracies) to the logs, for the checkpoint and the CSV log that follow.
+    """
+
+    def __init__(self, epochs: int, steps_per_epoch: int, length: int, progress_bar: bool = True):
+        super().__init__()
+        self.epochs, self.steps_per_epoch, self.length = epochs, steps_per_epoch, length
+        self.progress_bar = progress_bar
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.time()
+        self.bar = keras.utils.Progbar(
+            self.steps_per_epoch, stateful_metrics=["loss", "whole_accuracy"], verbose=1 if self.progress_bar else 0
+        )
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        self.bar.update(batch + 1, [(key, logs[key]) for key in ("loss", "whole_accuracy") if key in logs])
+
+    def on_epoch_end(self, epoch, logs=None):
+        if "val_loss" not in logs:
+            return
+        logs["val_mean_accuracy"] = mean_position_accuracy(logs, self.length)
+        digits = " ".join(f"{logs[f'val_digit_{p}_accuracy']:.4f}" for p in range(self.length))
+        print(
+            f"Epoch {epoch + 1}/{self.epochs}: {time.time() - self.started:.0f}s - loss {logs['loss']:.4f}"
+            f" - val_loss {logs['val_loss']:.4f} - val digits {digits}"
+            f" - val mean {logs['val_mean_accuracy']:.4f} - val whole {logs['val_whole_accuracy']:.4f}",
+            flush=True,
+        )
+
+
+class BestModelCheckpoint(keras.callbacks.Callback):
+    """Saves the plain model atomically whenever the monitored figure improves.
+
+    Because every save is complete before it replaces the file, stopping
+    training at any moment (Ctrl-C included) leaves the best model so far.
+    """
+
+    def __init__(self, path: str | Path, monitor: str = "val_mean_accuracy"):
+        super().__init__()
+        self.path, self.monitor = Path(path), monitor
+        self.best, self.best_epoch = -math.inf, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and value > self.best:
+            self.best, self.best_epoch = float(value), epoch + 1
+            save_model(self.model, self.path)

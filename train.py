@@ -1,0 +1,191 @@
+"""Trains a CAPTCHA reader on capts_train/, validates on capts_val/, saves my_model.keras.
+
+    python train.py                          # the assignment: default model, 10 epochs
+    python train.py --model shawon           # the Kaggle baseline
+    python train.py --epochs 3 --output runs/quick.keras
+
+Without the data folders it generates them first (see `python -m data.generate`).
+Beside the model it writes `<name>.history.csv` (per-epoch figures),
+`<name>.curves.png` (accuracy of each digit against epoch) and `<name>.json`
+(the resolved options and the final validation accuracies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's start-up chatter out of the report.
+
+import keras  # noqa: E402
+
+import models  # noqa: E402
+from data.alphabet import Alphabet  # noqa: E402
+from data.dataset import load_labelled_folder  # noqa: E402
+from data.files import atomic_path  # noqa: E402
+from data.generate import DEFAULT_TRAIN_COUNT, DEFAULT_VAL_COUNT, generate_folder  # noqa: E402
+from data.labels import IMAGE_SUFFIXES  # noqa: E402
+from models.evaluation import evaluate_model, format_accuracies  # noqa: E402
+from models.io import load_model  # noqa: E402
+from models.plots import plot_history, read_history  # noqa: E402
+from models.training import BestModelCheckpoint, EpochReport, compile_model  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        default=models.DEFAULT_MODEL,
+        choices=models.list_models(),
+        help="registered model to train (default: %(default)s)",
+    )
+    group.add_argument("--output", default="my_model.keras", help="where to save the best model (default: %(default)s)")
+    group.add_argument("--force", action="store_true", help="replace an existing --output file")
+    group = parser.add_argument_group("data")
+    group.add_argument("--train-dir", default="capts_train", help="training images (default: %(default)s)")
+    group.add_argument("--val-dir", default="capts_val", help="validation images (default: %(default)s)")
+    group.add_argument(
+        "--train-count",
+        type=int,
+        default=DEFAULT_TRAIN_COUNT,
+        help="images to generate when --train-dir is missing (default: %(default)s)",
+    )
+    group.add_argument(
+        "--val-count",
+        type=int,
+        default=DEFAULT_VAL_COUNT,
+        help="images to generate when --val-dir is missing (default: %(default)s)",
+    )
+    group = parser.add_argument_group("optimisation")
+    group.add_argument("--epochs", type=int, default=10, help="training epochs (default: %(default)s)")
+    group.add_argument("--batch-size", type=int, default=64, help="images per step (default: %(default)s)")
+    group.add_argument(
+        "--learning-rate",
+        type=float,
+        default=2e-3,
+        help="peak learning rate of the warm-up + cosine schedule (default: %(default)s)",
+    )
+    group.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default: none)")
+    group.add_argument(
+        "--patience", type=int, default=0, help="stop after this many epochs without improvement (default: 0, never)"
+    )
+    group.add_argument("--seed", type=int, default=0, help="random seed for weights, shuffling and generation")
+    group.add_argument("--quiet", action="store_true", help="no progress bars, only one line per epoch")
+    return parser
+
+
+def ensure_data(folder: Path, count: int, seed: str) -> None:
+    """Generates `folder` when it is missing or holds no images, saying so."""
+    if folder.is_dir() and any(path.suffix.lower() in IMAGE_SUFFIXES for path in folder.iterdir()):
+        return
+    print(f"{folder}/ has no images: generating {count} CAPTCHAs into it (python -m data.generate).", flush=True)
+    generate_folder(folder, count, seed=seed)
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    output = Path(args.output)
+    if output.suffix != ".keras":
+        sys.exit(f"error: --output must end in .keras. Received: {output}")
+    if output.exists() and not args.force:
+        sys.exit(f"error: {output} already exists. Pass --force to replace it, or choose another --output.")
+    if args.epochs < 1 or args.batch_size < 1 or args.learning_rate <= 0:
+        sys.exit("error: --epochs and --batch-size must be positive, --learning-rate above zero.")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    stem = output.with_suffix("")
+    history_path, curves_path, options_path = (
+        Path(f"{stem}{suffix}") for suffix in (".history.csv", ".curves.png", ".json")
+    )
+
+    started = time.time()
+    ensure_data(Path(args.train_dir), args.train_count, seed=f"{args.seed}/train")
+    ensure_data(Path(args.val_dir), args.val_count, seed=f"{args.seed}/val")
+    alphabet = Alphabet()
+    train = load_labelled_folder(args.train_dir, alphabet)
+    val = load_labelled_folder(args.val_dir, alphabet)
+    data_seconds = time.time() - started
+    print(
+        f"Data: {len(train)} training images from {args.train_dir}/, {len(val)} validation images "
+        f"from {args.val_dir}/ ({data_seconds:.0f}s)",
+        flush=True,
+    )
+
+    keras.utils.set_random_seed(args.seed)
+    model = models.get_model(args.model, alphabet=alphabet, image_size=train.images.shape[1:3])
+    steps_per_epoch = -(-len(train) // args.batch_size)
+    compile_model(
+        model, alphabet.length, args.learning_rate, steps_per_epoch * args.epochs, weight_decay=args.weight_decay
+    )
+    print(f"Model: {args.model}, {model.count_params():,} parameters", flush=True)
+
+    checkpoint = BestModelCheckpoint(output)
+    callbacks = [
+        EpochReport(args.epochs, steps_per_epoch, alphabet.length, progress_bar=not args.quiet),
+        checkpoint,
+        keras.callbacks.CSVLogger(str(history_path)),
+    ]
+    if args.patience:
+        callbacks.append(keras.callbacks.EarlyStopping("val_mean_accuracy", mode="max", patience=args.patience))
+    train_started = time.time()
+    interrupted = False
+    try:
+        model.fit(
+            train.images,
+            train.codes,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            validation_data=(val.images, val.codes),
+            shuffle=True,
+            verbose=0,
+            callbacks=callbacks,
+        )
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\nInterrupted: keeping the best model saved so far.", flush=True)
+    train_seconds = time.time() - train_started
+    if checkpoint.best_epoch is None:
+        sys.exit(f"error: training stopped before the first epoch ended; nothing was saved to {output}.")
+
+    best = load_model(output)
+    result = evaluate_model(best, val.images, val.codes, alphabet)
+    history = read_history(history_path)
+    plot_history(
+        history,
+        curves_path,
+        alphabet.length,
+        title=f"{args.model} on {len(train)} images, best epoch {checkpoint.best_epoch}",
+    )
+    summary = {
+        "options": vars(args),
+        "model_file": str(output),
+        "parameters": model.count_params(),
+        "train_images": len(train),
+        "val_images": len(val),
+        "best_epoch": checkpoint.best_epoch,
+        "epochs_run": len(history.get("epoch", [])),
+        "interrupted": interrupted,
+        "data_seconds": round(data_seconds, 1),
+        "train_seconds": round(train_seconds, 1),
+        "train_images_per_second": round(len(train) * len(history.get("epoch", [])) / train_seconds, 1),
+        "validation": result,
+        "history_file": str(history_path),
+        "curves_file": str(curves_path),
+    }
+    with atomic_path(options_path) as temporary:
+        temporary.write_text(json.dumps(summary, indent=2) + "\n")
+
+    print(f"\nBest epoch {checkpoint.best_epoch} saved to {output} ({train_seconds / 60:.1f} min of training).")
+    for position, accuracy in enumerate(result["position_accuracies"]):
+        print(f"  validation accuracy of digit {position}: {accuracy:.4f}")
+    print(f"  {format_accuracies(result)}")
+    print(f"Curves: {curves_path}, history: {history_path}, options: {options_path}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
