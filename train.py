@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--learning-rate",
         type=float,
-        default=2e-3,
+        default=3e-3,
         help="peak learning rate of the warm-up + cosine schedule (default: %(default)s)",
     )
     group.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default: none)")

@@ -27,7 +27,7 @@ from data.labels import kit_filename, list_image_files
 
 MULTICOLOR_ALPHABET = Alphabet(DIGITS, 4)
 IMAGE_SIZE = (144, 256)  # (height, width) of CaptchaGenerator(0)
-DEFAULT_TRAIN_COUNT = 40_000
+DEFAULT_TRAIN_COUNT = 30_000
 DEFAULT_VAL_COUNT = 5_000
 MANIFEST_NAME = "dataset.json"
 

@@ -1,11 +1,21 @@
-"""The default model: a colour-free CNN whose output columns line up with the character cells.
+"""The default model: one small CNN reads each character cell of a colour-free strip.
 
-multicolorcaptcha draws each digit in its own 64x64 cell of the text strip. The
-model crops the strip, halves its resolution, replaces the random colours by a
-foreground map (`ForegroundMap`), and runs a small VGG-style convolutional
-stack whose pooling leaves exactly one feature column per cell. One classifier,
-shared by all positions, reads each column. Sharing means every training image
-teaches the classifier four times, which is what makes 10 CPU epochs enough.
+multicolorcaptcha draws each digit in its own 64x64 cell of the 256x64 text
+strip. The model crops the strip, halves its resolution, replaces the random
+colours by a normalised foreground map (`ForegroundMap`), cuts the strip into
+its cells and reads every cell with the same CNN and classifier.
+
+Why this shape (measured on 20,000 training images, 3 epochs, 2 CPU cores):
+- Reading the whole strip with one CNN and pooling one feature column per
+  cell reached 64% per digit, and the first position lagged at 44% (its
+  column sees the image border); cutting the cells first gives every
+  position the same problem and reached 72% with the same budget.
+- The foreground map normalised per image, a higher learning rate (3e-3) and
+  light dropout (0.1) raised that to 82%.
+- Sharing one reader across the cells means every training image teaches it
+  four digits.
+- Random shifts and rotations of each cell (training only) fight the
+  overfitting that limits plain CNNs on a few tens of thousands of images.
 """
 
 from __future__ import annotations
@@ -20,67 +30,53 @@ from models.registry import register_model
 def build_cellnet(
     alphabet,
     image_size,
-    stages=((32,), (64, 64), (128, 128), (192, 192), (256,)),
+    stages=((32,), (64,), (128,), (256,)),
     downscale=2,
     hidden_units=256,
-    dropout=0.3,
-    foreground=True,
-    split_cells=False,
+    dropout=0.1,
+    augment=True,
     name="cellnet",
 ):
     """Builds a cellnet.
 
     Args:
-        alphabet: Characters and label length.
+        alphabet: Characters and label length; the strip is cut into
+            `alphabet.length` cells of equal width.
         image_size: (height, width) of the raw images.
-        stages: Filters of the 3x3 convolutions of each stage; every stage
-            but the last ends with a 2x2 max-pool.
+        stages: Filters of the 3x3 convolutions of each stage of the cell
+            reader; every stage but the last ends with a 2x2 max-pool.
         downscale: Resolution reduction before the network.
-        hidden_units: Width of the shared per-position classifier.
-        dropout: Dropout before and inside the classifier.
-        foreground: Use the colour-free foreground map instead of RGB.
+        hidden_units: Width of the shared classifier's hidden layer.
+        dropout: Dropout on the cell features and in the classifier.
+        augment: Randomly shift (±8%) and rotate (±11°) each cell during
+            training; inactive at inference.
     """
     inputs = image_input(image_size)
-    crop = default_crop(image_size)
-    x = preprocess(inputs, crop=crop, downscale=downscale, foreground=foreground)
-    if split_cells:
-        return _build_split(inputs, x, alphabet, stages, hidden_units, dropout, name)
-    for stage, widths in enumerate(stages, 1):
-        for layer, width in enumerate(widths, 1):
-            x = conv_bn_relu(x, width, name=f"stage{stage}_{layer}")
-        if stage < len(stages):
-            x = layers.MaxPooling2D(2, name=f"stage{stage}_pool")(x)
-    height, width = x.shape[1], x.shape[2]
+    x = preprocess(inputs, crop=default_crop(image_size), downscale=downscale, foreground=True)
+    height, width, channels = x.shape[1:]
     if width % alphabet.length:
         raise ValueError(
-            f"cellnet needs a feature width divisible by the label length {alphabet.length}; "
-            f"image size {tuple(image_size)} gives width {width}."
+            f"cellnet cuts the image into {alphabet.length} cells of equal width; image size "
+            f"{tuple(image_size)} gives a width of {width} after preprocessing, not a multiple of it."
         )
-    # One column per character cell: pool the whole height and each cell's width.
-    x = layers.MaxPooling2D((height, width // alphabet.length), name="cell_pool")(x)
-    x = layers.Reshape((alphabet.length, x.shape[-1]), name="cells")(x)
-    x = layers.Dropout(dropout, name="cell_dropout")(x)
-    x = layers.Dense(hidden_units, activation="relu", name="classifier_hidden")(x)
-    x = layers.Dropout(dropout, name="classifier_dropout")(x)
-    outputs = layers.Dense(alphabet.num_classes, activation="softmax", name="characters")(x)
-    return keras.Model(inputs, outputs, name=name)
-
-
-def _build_split(inputs, x, alphabet, stages, hidden_units, dropout, name):
-    height, width, channels = x.shape[1:]
     cell_width = width // alphabet.length
-    x = layers.Reshape((height, alphabet.length, cell_width, channels), name="split")(x)
+    x = layers.Reshape((height, alphabet.length, cell_width, channels), name="split_cells")(x)
     x = layers.Permute((2, 1, 3, 4), name="cells_first")(x)
-    cell_input = keras.Input((height, cell_width, channels), name="cell")
-    y = cell_input
+
+    cell = keras.Input((height, cell_width, channels), name="cell")
+    y = cell
+    if augment:
+        y = layers.RandomTranslation(0.08, 0.08, fill_mode="constant", name="shift")(y)
+        y = layers.RandomRotation(0.03, fill_mode="constant", name="rotate")(y)
     for stage, widths in enumerate(stages, 1):
         for layer, filters in enumerate(widths, 1):
             y = conv_bn_relu(y, filters, name=f"stage{stage}_{layer}")
         if stage < len(stages):
             y = layers.MaxPooling2D(2, name=f"stage{stage}_pool")(y)
     y = layers.GlobalMaxPooling2D(name="cell_pool")(y)
-    cell_network = keras.Model(cell_input, y, name="cell_network")
-    x = layers.TimeDistributed(cell_network, name="read_cells")(x)
+    reader = keras.Model(cell, y, name="cell_reader")
+
+    x = layers.TimeDistributed(reader, name="read_cells")(x)
     x = layers.Dropout(dropout, name="cell_dropout")(x)
     x = layers.Dense(hidden_units, activation="relu", name="classifier_hidden")(x)
     x = layers.Dropout(dropout, name="classifier_dropout")(x)
@@ -90,7 +86,7 @@ def _build_split(inputs, x, alphabet, stages, hidden_units, dropout, name):
 
 @register_model
 def cellnet(alphabet, image_size, **options):
-    """The default: best per-digit accuracy per CPU minute found on the assignment data."""
+    """The default: the best per-digit accuracy per CPU minute found on the assignment data."""
     return build_cellnet(alphabet, image_size, **options)
 
 
