@@ -14,12 +14,14 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # Keep TensorFlow's start-up chatter out of the report.
 
 from data.alphabet import Alphabet  # noqa: E402
 from data.dataset import load_labelled_folder  # noqa: E402
-from models.evaluation import evaluate_predictions, format_accuracies  # noqa: E402
+from models.evaluation import evaluate_predictions, format_accuracies, predict_codes  # noqa: E402
+from models.io import load_model  # noqa: E402
 
 PASS_THRESHOLD = 0.30  # The assignment's bar: at least 30% per digit.
 
@@ -37,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--batch-size", type=int, default=256, help="images per prediction batch")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument(
+        "--figures",
+        default=None,
+        metavar="DIR",
+        help="also save DIR/confusion.png (character confusions) and DIR/errors.png (misread CAPTCHAs)",
+    )
     return parser
 
 
@@ -46,14 +54,38 @@ def grade(result: dict, threshold: float) -> dict:
     return {**result, "threshold": threshold, "passed": passed}
 
 
+def save_figures(data, predicted, alphabet: Alphabet, folder: Path, model_name: str) -> list[str]:
+    """The confusion matrix and a grid of up to 12 misread images."""
+    from models.plots import plot_confusion, plot_samples
+
+    confusion = plot_confusion(
+        data.codes,
+        predicted,
+        alphabet.characters,
+        folder / "confusion.png",
+        title=f"{model_name}: character confusions on {len(data)} images",
+    )
+    texts = [alphabet.decode(codes) for codes in predicted]
+    wrong = [index for index, text in enumerate(texts) if text != data.labels[index]][:12]
+    paths = [str(confusion)]
+    if wrong:
+        errors = plot_samples(
+            [data.images[index] for index in wrong],
+            [data.labels[index] for index in wrong],
+            folder / "errors.png",
+            predictions=[texts[index] for index in wrong],
+            columns=3,
+            title=f"{model_name}: misread CAPTCHAs",
+        )
+        paths.append(str(errors))
+    return paths
+
+
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     if not 0 <= args.threshold <= 1:
         print(f"error: --threshold must lie in [0, 1]. Received: {args.threshold}", file=sys.stderr)
         sys.exit(2)
-    from models.decoding import decode_codes
-    from models.io import load_model
-
     alphabet = Alphabet()
     try:
         model = load_model(args.model)
@@ -64,13 +96,14 @@ def main(argv=None) -> dict:
                 f"{args.model} takes inputs of shape {model.input_shape}; the images of {args.data} "
                 f"are {data.images.shape[1:]} (height, width, channels)."
             )
-        outputs = model.predict(data.images, batch_size=args.batch_size, verbose=0)
-        predicted = decode_codes(outputs, alphabet)
+        predicted = predict_codes(model, data.images, alphabet, args.batch_size)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     result = grade(evaluate_predictions(data.codes, predicted), args.threshold)
     result.update(model=str(args.model), data=str(args.data))
+    if args.figures:
+        result["figures"] = save_figures(data, predicted, alphabet, Path(args.figures), Path(args.model).name)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

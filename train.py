@@ -25,6 +25,7 @@ import keras  # noqa: E402
 
 import models  # noqa: E402
 from data.alphabet import Alphabet  # noqa: E402
+from data.batches import ArrayBatches  # noqa: E402
 from data.dataset import load_labelled_folder  # noqa: E402
 from data.files import atomic_path  # noqa: E402
 from data.generate import DEFAULT_TRAIN_COUNT, DEFAULT_VAL_COUNT, generate_folder  # noqa: E402
@@ -135,12 +136,9 @@ def main(argv=None) -> dict:
     interrupted = False
     try:
         model.fit(
-            train.images,
-            train.codes,
-            batch_size=args.batch_size,
+            ArrayBatches(train.images, train.codes, args.batch_size, shuffle=True, seed=args.seed),
             epochs=args.epochs,
-            validation_data=(val.images, val.codes),
-            shuffle=True,
+            validation_data=ArrayBatches(val.images, val.codes, batch_size=256),
             verbose=0,
             callbacks=callbacks,
         )

@@ -138,7 +138,8 @@ def _read_cache(cache_dir: Path, fingerprint: str) -> np.ndarray | None:
         index = json.loads((cache_dir / "index.json").read_text())
         if index.get("fingerprint") != fingerprint:
             return None
-        return np.load(cache_dir / "images.npy")
+        # Memory-mapped: pages are read as batches need them and shared with other processes.
+        return np.load(cache_dir / "images.npy", mmap_mode="r")
     except (FileNotFoundError, json.JSONDecodeError, ValueError, OSError):
         return None
 

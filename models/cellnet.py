@@ -34,7 +34,7 @@ def build_cellnet(
     downscale=2,
     hidden_units=256,
     dropout=0.1,
-    augment=True,
+    augment=False,
     name="cellnet",
 ):
     """Builds a cellnet.

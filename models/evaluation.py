@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from data.alphabet import Alphabet
+from data.batches import ArrayBatches
 from models.decoding import decode_codes
 from models.metrics import position_accuracies, sequence_accuracy
 
@@ -22,7 +23,7 @@ def evaluate_predictions(true_codes, predicted_codes) -> dict:
 
 def predict_codes(model, images: np.ndarray, alphabet: Alphabet, batch_size: int = 256) -> np.ndarray:
     """Runs `model` on raw images and decodes its outputs to class codes (images, length)."""
-    outputs = model.predict(images, batch_size=batch_size, verbose=0)
+    outputs = model.predict(ArrayBatches(images, batch_size=batch_size), verbose=0)
     return decode_codes(outputs, alphabet)
 
 

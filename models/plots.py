@@ -86,3 +86,27 @@ def save_figure(figure, path: str | Path) -> Path:
         figure.savefig(temporary, dpi=110, format="png")
     plt.close(figure)
     return path
+
+
+def plot_confusion(true_codes, predicted_codes, characters: str, path: str | Path, title: str = "") -> Path:
+    """Confusion matrix of single characters (all positions together), with counts in the cells."""
+    import numpy as np
+
+    classes = len(characters)
+    counts = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(counts, (np.ravel(true_codes), np.ravel(predicted_codes)), 1)
+    size = max(4.5, 0.45 * classes + 1.5)
+    figure, axis = plt.subplots(figsize=(size, size * 0.9))
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    axis.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    if classes <= 20:
+        for row in range(classes):
+            for column in range(classes):
+                if counts[row, column]:
+                    color = "white" if rates[row, column] > 0.5 else "black"
+                    axis.text(column, row, counts[row, column], ha="center", va="center", fontsize=7, color=color)
+    axis.set_xticks(range(classes), list(characters))
+    axis.set_yticks(range(classes), list(characters))
+    axis.set(xlabel="read as", ylabel="true character", title=title or "Character confusions")
+    figure.tight_layout()
+    return save_figure(figure, path)

@@ -51,3 +51,21 @@ def test_modes_are_converted_to_rgb(tmp_path):
     assert loaded.images.shape == (2, 8, 16, 3)
     assert loaded.images[0, 0, 0].tolist() == [10, 20, 30]
     assert loaded.images[1, 0, 0].tolist() == [77, 77, 77]
+
+
+def test_array_batches_cover_every_image_once_per_epoch():
+    from data.batches import ArrayBatches
+
+    images = np.arange(10).reshape(10, 1, 1, 1)
+    batches = ArrayBatches(images, np.arange(10), batch_size=4, shuffle=True, seed=1)
+    assert len(batches) == 3
+    for _ in range(2):
+        seen = np.concatenate([batches[index][1] for index in range(len(batches))])
+        assert sorted(seen.tolist()) == list(range(10))
+        for index in range(len(batches)):
+            batch_images, batch_targets = batches[index]
+            np.testing.assert_array_equal(batch_images.ravel(), batch_targets)
+        batches.on_epoch_end()
+    assert ArrayBatches(images, batch_size=8)[1].shape == (2, 1, 1, 1)
+    with pytest.raises(ValueError, match="differ in length"):
+        ArrayBatches(images, np.arange(3), batch_size=2)

@@ -62,3 +62,11 @@ def test_unusable_models_exit_2(captcha_folders, tmp_path, capsys):
             evaluate.main([str(path), "--data", str(val_dir)])
         assert exit_info.value.code == 2
         assert re.search(message, capsys.readouterr().err)
+
+
+def test_figures(captcha_folders, tmp_path):
+    _, val_dir = captcha_folders
+    path = save_model(constant_reader("0000"), tmp_path / "zeros.keras")
+    result = evaluate.main([str(path), "--data", str(val_dir), "--figures", str(tmp_path / "figures")])
+    assert result["whole_accuracy"] < 1  # so there are misread images to show
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["confusion.png", "errors.png"]
