@@ -101,6 +101,9 @@ def generate_folder(
         "seed": str(seed),
         "count": count,
     }
+    # A run killed mid-write leaves its temporary files (never a half-written image under a real name).
+    for leftover in folder.glob(".*.tmp*"):
+        leftover.unlink(missing_ok=True)
     existing = list_image_files(folder)
     done = set()
     if existing:
