@@ -48,6 +48,9 @@ from models.training import (  # noqa: E402
     completed_epochs,
 )
 
+# Options of this invocation only; a resumed run takes every other option from <name>.last.json.
+SESSION_OPTIONS = ("output", "force", "resume", "quiet")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -156,10 +159,6 @@ def write_json(path: Path, content: dict) -> None:
         temporary.write_text(json.dumps(content, indent=2) + "\n")
 
 
-# Options that belong to the run itself: a resumed run takes them from <name>.last.json.
-SESSION_OPTIONS = ("output", "force", "resume", "quiet")
-
-
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     output = Path(args.output)
@@ -206,6 +205,7 @@ def main(argv=None) -> dict:
             model, alphabet.length, args.learning_rate, steps_per_epoch * args.epochs, weight_decay=args.weight_decay
         )
         initial_epoch, best, best_epoch = 0, -math.inf, None
+        checkpoint_path.unlink(missing_ok=True)  # A stale state must never be resumed with these options.
         write_json(state_path, {"options": vars(args), "finished": False})
     else:
         model = load_model(checkpoint_path, compile=True)
