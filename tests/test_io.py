@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+import models.io as models_io
 from models.io import UnsafeModelError, find_unsafe_code, load_model, save_checkpoint, save_model
 
 
@@ -56,7 +57,7 @@ def test_lambda_layer_is_refused_and_its_code_never_runs(tmp_path):
 def test_safe_models_have_no_unsafe_code(tmp_path):
     path = save_model(tiny_model(), tmp_path / "plain.keras")
     assert find_unsafe_code(path) is None
-    np.testing.assert_allclose(load_model(path).predict(np.ones((1, 8, 8, 3)), verbose=0).shape, (1, 4, 10))
+    assert load_model(path).predict(np.ones((1, 8, 8, 3)), verbose=0).shape == (1, 4, 10)
 
 
 @pytest.mark.parametrize(
@@ -93,3 +94,13 @@ def test_checkpoint_keeps_the_optimizer_state(tmp_path):
     assert int(restored.optimizer.iterations.numpy()) == 2
     for saved, loaded in zip(model.optimizer.variables, restored.optimizer.variables):
         np.testing.assert_allclose(np.asarray(saved), np.asarray(loaded))
+
+
+def test_keras_safe_mode_is_the_second_line_of_defence(tmp_path, monkeypatch):
+    marker = tmp_path / "ran"
+    path = save_model(marker_lambda_model(marker), tmp_path / "lambda.keras")
+    marker.unlink()
+    monkeypatch.setattr(models_io, "find_unsafe_code", lambda path: None)  # as if the scan missed it
+    with pytest.raises(UnsafeModelError, match="arbitrary code execution"):
+        load_model(path)
+    assert not marker.exists()
