@@ -305,3 +305,31 @@ def test_kit_models_get_raw_values():
 
     plan = plan_input(models.get_model("shawon_tiny"))
     assert plan.scale == "raw" and "Rescaling" in plan.reason and plan.size == (144, 256)
+
+
+@pytest.mark.slow
+def test_grading_a_real_keras_training_run(tmp_path, captcha_folders):
+    """The kit's own train.py as a student's: real Keras training in the subprocess, then graded."""
+    train_dir, val_dir = captcha_folders
+    repository = Path(__file__).resolve().parent.parent
+    make_submission(
+        tmp_path / "submissions",
+        "kit",
+        "import runpy, sys\n"
+        f"sys.path.insert(0, {str(repository)!r})\n"
+        'sys.argv = ["train.py", "--model", "shawon_tiny", "--epochs", "2", "--batch-size", "8", "--quiet"]\n'
+        f"runpy.run_path({str(repository / 'train.py')!r}, run_name='__main__')\n",
+    )
+    result = grade.main(
+        [str(tmp_path / "submissions"), "--train-dir", str(train_dir), "--val-dir", str(val_dir)]
+        + ["--output", str(tmp_path / "grades.csv"), "--time-limit", "300"]
+    )
+    (row,) = result["rows"]
+    assert row["status"] == "graded", row
+    assert "Rescaling" in row["preprocessing"] and 0 < row["train_seconds"] < 300
+    saved = json.loads((tmp_path / "submissions" / "kit" / "my_model.json").read_text())
+    np.testing.assert_allclose(
+        [row[f"digit_{position}_accuracy"] for position in range(4)],
+        saved["validation"]["position_accuracies"],
+        atol=1e-4,
+    )
