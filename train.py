@@ -35,7 +35,7 @@ import models  # noqa: E402
 from data.alphabet import Alphabet  # noqa: E402
 from data.dataset import describe_skipped, load_labelled_folder  # noqa: E402
 from data.files import atomic_path  # noqa: E402
-from data.generate import DEFAULT_TRAIN_COUNT, DEFAULT_VAL_COUNT, generate_folder  # noqa: E402
+from data.generate import DEFAULT_TRAIN_COUNT, DEFAULT_VAL_COUNT, generate_folder, read_manifest  # noqa: E402
 from data.labels import IMAGE_SUFFIXES  # noqa: E402
 from models.evaluation import evaluate_model, format_accuracies  # noqa: E402
 from models.io import load_model  # noqa: E402
@@ -108,8 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def ensure_data(folder: Path, count: int, seed: str) -> None:
-    """Generates `folder` when it is missing or holds no images, saying so."""
+    """Generates `folder` when it is missing or holds no images, and finishes it when it was left half-made."""
     if folder.is_dir() and any(path.suffix.lower() in IMAGE_SUFFIXES for path in folder.iterdir()):
+        manifest = read_manifest(folder)
+        if manifest.get("complete") is False:
+            print(f"{folder}/ was left half-generated: finishing it (python -m data.generate --resume).", flush=True)
+            generate_folder(folder, manifest["count"], seed=manifest["seed"], resume=True)
         return
     print(f"{folder}/ has no images: generating {count} CAPTCHAs into it (python -m data.generate).", flush=True)
     generate_folder(folder, count, seed=seed)

@@ -63,7 +63,7 @@ def test_refuses_to_overwrite_then_force_and_resume(tmp_path):
     # An interrupted run: two images lost, the manifest says incomplete.
     for path in list_image_files(folder)[:2]:
         path.unlink()
-    generate._write_manifest(folder, {**generate._read_manifest(folder), "complete": False})
+    generate._write_manifest(folder, {**generate.read_manifest(folder), "complete": False})
     generate.generate_folder(folder, 6, seed=1, workers=1, progress=False, resume=True)
     assert _contents(folder) == before
     generate.generate_folder(folder, 3, seed=2, workers=1, progress=False, force=True)
@@ -118,7 +118,7 @@ def test_killed_generation_resumes_to_the_same_images(tmp_path):
     process.wait()
     written = len(list_image_files(train_dir))
     assert 5 <= written < 400, "the run was not stopped half-way"
-    assert generate._read_manifest(train_dir)["complete"] is False
+    assert generate.read_manifest(train_dir)["complete"] is False
     (train_dir / ".0000_000999.tmp123.png").write_bytes(b"half")  # what a kill during a write leaves
 
     # Without --resume nothing is touched, and the error says how to go on.
@@ -128,7 +128,7 @@ def test_killed_generation_resumes_to_the_same_images(tmp_path):
 
     generate.generate_folder(train_dir, 400, seed="5/train", workers=2, resume=True, progress=False)
     files = list_image_files(train_dir)
-    assert len(files) == 400 and generate._read_manifest(train_dir)["complete"] is True
+    assert len(files) == 400 and generate.read_manifest(train_dir)["complete"] is True
     assert not list(train_dir.glob(".*.tmp*"))
     for index in (0, written - 1, written, 399):  # before, at and after the interruption
         image, label = generate.make_captcha("5/train", index)

@@ -9,6 +9,7 @@ import models
 import train
 from data.alphabet import Alphabet
 from data.dataset import load_labelled_folder
+from data.generate import read_manifest
 from data.labels import list_image_files
 from models.io import load_model
 from models.plots import read_history
@@ -69,6 +70,12 @@ def test_train_end_to_end(captcha_folders, tmp_path, capsys):
 def test_train_generates_missing_folders(captcha_folders, tmp_path, capsys):
     train_dir, val_dir = tmp_path / "capts_train", tmp_path / "capts_val"
     shutil.copytree(captcha_folders[1], val_dir)
+    # The validation folder was left half-made by an interrupted generation: train.py finishes it.
+    complete = {path.name: path.read_bytes() for path in list_image_files(val_dir)}
+    for path in list_image_files(val_dir)[-3:]:
+        path.unlink()
+    manifest = read_manifest(val_dir)
+    (val_dir / "dataset.json").write_text(json.dumps({**manifest, "complete": False}))
     train.main(
         [
             "--model",
@@ -86,8 +93,11 @@ def test_train_generates_missing_folders(captcha_folders, tmp_path, capsys):
             str(tmp_path / "m.keras"),
         ]
     )
-    assert "has no images: generating 16 CAPTCHAs" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "has no images: generating 16 CAPTCHAs" in printed and "left half-generated" in printed
     assert len(list_image_files(train_dir)) == 16
+    assert {path.name: path.read_bytes() for path in list_image_files(val_dir)} == complete
+    assert read_manifest(val_dir)["complete"] is True
 
 
 def test_bad_options_are_refused(tmp_path):
