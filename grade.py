@@ -122,7 +122,10 @@ def main(argv=None) -> dict:
         logs=output.with_name(f"{output.stem}_logs"),
     )
     started = time.time()
-    rows = grade_all(submissions, val, alphabet, options, output)
+    try:
+        rows = grade_all(submissions, val, alphabet, options, output)
+    except KeyboardInterrupt:
+        sys.exit(f"\nInterrupted: {output} holds the submissions graded before the one in progress.")
     write_options(
         options,
         output.with_suffix(".json"),

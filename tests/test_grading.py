@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import grade
+import grading.grades as grades_module
 from data.alphabet import Alphabet
 from data.dataset import load_labelled_folder
 from grading.inputs import InputPlan, plan_input
@@ -333,3 +334,38 @@ def test_grading_a_real_keras_training_run(tmp_path, captcha_folders):
         saved["validation"]["position_accuracies"],
         atol=1e-4,
     )
+
+
+def test_a_grader_fault_or_ctrl_c_keeps_the_other_grades(tmp_path, captcha_folders, constant_reader, monkeypatch):
+    _, val_dir = captcha_folders
+    for name in ("ann", "bob", "cy"):
+        folder = make_submission(tmp_path / "submissions", name, None)
+        save_model(constant_reader("0000"), folder / "my_model.keras")
+    grade_one = grades_module.grade_submission
+    output = tmp_path / "grades.csv"
+    argv = [str(tmp_path / "submissions"), "--val-dir", str(val_dir), "--train", "never", "--output", str(output)]
+
+    def fails_on_bob(submission, *args):
+        if submission.name == "bob":
+            raise RuntimeError("grader bug")
+        return grade_one(submission, *args)
+
+    monkeypatch.setattr(grades_module, "grade_submission", fails_on_bob)
+    grade.main(argv)
+    assert {name: row["status"] for name, row in read_grades(output).items()} == {
+        "ann": "graded",
+        "bob": "grader_error",
+        "cy": "graded",
+    }
+    assert "grader bug" in read_grades(output)["bob"]["error"]
+
+    def ctrl_c_on_bob(submission, *args):
+        if submission.name == "bob":
+            raise KeyboardInterrupt
+        return grade_one(submission, *args)
+
+    output.unlink()
+    monkeypatch.setattr(grades_module, "grade_submission", ctrl_c_on_bob)
+    with pytest.raises(SystemExit, match="Interrupted"):
+        grade.main(argv)
+    assert list(read_grades(output)) == ["ann"]
