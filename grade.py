@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
         "else [0, 1]), unit ([0, 1]) or raw (0-255) (default: %(default)s)",
     )
     group.add_argument(
+        "--input-scale-for",
+        action="append",
+        default=[],
+        metavar="SUBMISSION=SCALE",
+        help="the scale for one submission (e.g. alice=raw), overriding --input-scale; repeat for others",
+    )
+    group.add_argument(
         "--threshold",
         type=float,
         default=PASS_THRESHOLD,
@@ -89,11 +96,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_input_scales(pairs: list[str]) -> dict[str, str]:
+    """{submission: scale} from `--input-scale-for NAME=SCALE` values."""
+    scales = {}
+    for pair in pairs:
+        name, _, scale = pair.partition("=")
+        if not name or scale not in SCALES:
+            sys.exit(f"error: --input-scale-for takes SUBMISSION=SCALE with SCALE one of {SCALES}. Received: {pair}")
+        scales[name] = scale
+    return scales
+
+
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     if not 0 <= args.threshold <= 1 or args.time_limit <= 0 or args.batch_size < 1:
         sys.exit("error: --threshold must lie in [0, 1], --time-limit and --batch-size must be positive.")
     output = Path(args.output)
+    input_scales = parse_input_scales(args.input_scale_for)
     alphabet = Alphabet()
     try:
         submissions = list_submissions(args.submissions)
@@ -116,6 +135,7 @@ def main(argv=None) -> dict:
         data_folders={name: folder.resolve() for name, folder in data_folders.items()},
         model_file=args.model_file,
         input_scale=args.input_scale,
+        input_scales=input_scales,
         threshold=args.threshold,
         batch_size=args.batch_size,
         python=args.python,

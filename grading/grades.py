@@ -66,6 +66,7 @@ class GradingOptions:
         data_folders: Name -> course folder linked into each submission.
         model_file: The model file's name inside a submission.
         input_scale: "auto", "unit" or "raw" (see `grading.inputs`).
+        input_scales: Per-submission exceptions to `input_scale`, by folder name.
         threshold: Accuracy every digit must reach to pass.
         batch_size: Images per prediction batch.
         python: Interpreter for train.py.
@@ -77,6 +78,7 @@ class GradingOptions:
     data_folders: dict[str, Path] = field(default_factory=dict)
     model_file: str = "my_model.keras"
     input_scale: str = "auto"
+    input_scales: dict[str, str] = field(default_factory=dict)
     threshold: float = PASS_THRESHOLD
     batch_size: int = 256
     python: str = sys.executable
@@ -144,7 +146,7 @@ def grade_submission(submission: str | Path, val: LabelledImages, alphabet: Alph
     except Exception as error:  # Whatever a foreign file makes Keras raise.
         return {**row, "status": UNLOADABLE_MODEL, "error": str(error)}
     try:
-        plan = plan_input(model, options.input_scale)
+        plan = plan_input(model, options.input_scales.get(submission.name, options.input_scale))
     except ValueError as error:
         return {**row, "status": WRONG_INPUT_SHAPE, "error": str(error)}
     row["preprocessing"] = plan.describe(val.images.shape[1:3])

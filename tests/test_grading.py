@@ -183,20 +183,24 @@ def test_grading_run_over_made_up_submissions(submissions, captcha_folders, tmp_
     assert "10 submissions: 2 PASS, 8 FAIL" in printed  # good and grayscale; four_by_ten reads rare digits
     assert "1 timed_out" in printed and "1 unsafe_model" in printed
 
-    # Grading again without training, feeding 0-255 values: the grayscale reader now reads `least`.
+    # Grading again without training, choosing the scales: fed 0-255 values, the grayscale reader reads `least`.
     grade.main(
-        [str(root), "--val-dir", str(val_dir), "--output", str(output), "--train", "never", "--input-scale", "raw"]
+        [str(root), "--val-dir", str(val_dir), "--output", str(output), "--train", "never"]
+        + ["--input-scale", "unit", "--input-scale-for", "grayscale=raw"]
     )
     again = read_grades(output)
     measured = [float(again["grayscale"][f"digit_{position}_accuracy"]) for position in range(4)]
     np.testing.assert_allclose(measured, expected_accuracies(labels, least), atol=1e-4)
-    assert "0-255" in again["grayscale"]["preprocessing"]
+    assert again["grayscale"]["preprocessing"] == "resize 144x256 to 50x200, grayscale, 0-255"
+    assert again["good"]["preprocessing"] == "144x256 as is, RGB, [0, 1]"
     assert again["crashing"]["status"] == "missing_model" and again["no_train_script"]["status"] == "missing_model"
     assert again["good"]["train_seconds"] == ""
 
 
 def test_grader_refuses_missing_or_empty_folders(tmp_path, captcha_folders, capsys):
     _, val_dir = captcha_folders
+    with pytest.raises(SystemExit, match="SUBMISSION=SCALE"):
+        grade.main([str(tmp_path), "--input-scale-for", "alice=percent"])
     for argv, message in [
         ([str(tmp_path / "nowhere"), "--val-dir", str(val_dir)], "Submissions folder not found"),
         ([str(tmp_path), "--val-dir", str(val_dir)], "No submission folders"),
