@@ -220,7 +220,8 @@ def format_row(row: dict) -> str:
     """One line per submission: status, digits, whole accuracy, verdict, or the error."""
     if row["status"] != GRADED:
         return f"{row['status']}: {row.get('error', '')}"
-    digits = " ".join(f"{row[key]:.3f}" for key in sorted(row) if key.startswith("digit_"))
+    positions = sum(key.startswith("digit_") for key in row)
+    digits = " ".join(f"{row[f'digit_{position}_accuracy']:.3f}" for position in range(positions))
     line = f"{row['verdict']}  digits {digits}  whole {row['whole_accuracy']:.3f}  [{row['preprocessing']}]"
     return line + (f"  note: {row['error']}" if row.get("error") else "")
 

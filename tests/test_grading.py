@@ -13,6 +13,7 @@ import grade
 import grading.grades as grades_module
 from data.alphabet import Alphabet
 from data.dataset import load_labelled_folder
+from grading.grades import GradingOptions, grade_submission
 from grading.inputs import InputPlan, plan_input
 from grading.runner import linked_data
 from models.io import save_model
@@ -373,3 +374,20 @@ def test_a_grader_fault_or_ctrl_c_keeps_the_other_grades(tmp_path, captcha_folde
     with pytest.raises(SystemExit, match="Interrupted"):
         grade.main(argv)
     assert list(read_grades(output)) == ["ann"]
+
+
+def test_models_that_take_no_image_or_fail_on_one(tmp_path, captcha_folders):
+    _, val_dir = captcha_folders
+    val = load_labelled_folder(val_dir, Alphabet())
+    options = GradingOptions(train="never")
+    vector = keras.Input((40,))
+    any_size = keras.Input((None, None, 3))
+    wrong_size = keras.layers.Reshape((100,))(any_size)  # only fails once it sees a real image
+    for name, model, status, message in [
+        ("vector", keras.Model(vector, keras.layers.Reshape((4, 10))(vector)), "wrong_input_shape", "(None, 40)"),
+        ("reshape", keras.Model(any_size, keras.layers.Dense(40)(wrong_size)), "prediction_failed", "100"),
+    ]:
+        (tmp_path / name).mkdir()
+        save_model(model, tmp_path / name / "my_model.keras")
+        row = grade_submission(tmp_path / name, val, Alphabet(), options)
+        assert row["status"] == status and message in row["error"] and row["verdict"] == "FAIL"
