@@ -3,17 +3,25 @@
     python train.py                          # the assignment: default model, 10 epochs
     python train.py --model shawon           # the Kaggle baseline
     python train.py --epochs 3 --output runs/quick.keras
+    python train.py --resume                 # continue an interrupted run
 
 Without the data folders it generates them first (see `python -m data.generate`).
 Beside the model it writes `<name>.history.csv` (per-epoch figures),
 `<name>.curves.png` (accuracy of each digit against epoch) and `<name>.json`
 (the resolved options and the final validation accuracies).
+
+Nothing is lost when training stops: the best model so far is saved
+(atomically) whenever it improves, and the full state of the last finished
+epoch (optimizer included) goes to `<name>.last.keras`, with the run's options
+in `<name>.last.json`. Ctrl-C keeps both; `--resume` continues from the last
+finished epoch with the same options, learning-rate schedule and CSV log.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -26,14 +34,23 @@ import keras  # noqa: E402
 import models  # noqa: E402
 from data.alphabet import Alphabet  # noqa: E402
 from data.batches import ArrayBatches  # noqa: E402
-from data.dataset import load_labelled_folder  # noqa: E402
+from data.dataset import describe_skipped, load_labelled_folder  # noqa: E402
 from data.files import atomic_path  # noqa: E402
-from data.generate import DEFAULT_TRAIN_COUNT, DEFAULT_VAL_COUNT, generate_folder  # noqa: E402
+from data.generate import DEFAULT_TRAIN_COUNT, DEFAULT_VAL_COUNT, generate_folder, read_manifest  # noqa: E402
 from data.labels import IMAGE_SUFFIXES  # noqa: E402
 from models.evaluation import evaluate_model, format_accuracies  # noqa: E402
 from models.io import load_model  # noqa: E402
 from models.plots import plot_history, read_history  # noqa: E402
-from models.training import BestModelCheckpoint, EpochReport, compile_model  # noqa: E402
+from models.training import (  # noqa: E402
+    BestModelCheckpoint,
+    EpochReport,
+    TrainingCheckpoint,
+    compile_model,
+    completed_epochs,
+)
+
+# Options of this invocation only; a resumed run takes every other option from <name>.last.json.
+SESSION_OPTIONS = ("output", "force", "resume", "quiet")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--output", default="my_model.keras", help="where to save the best model (default: %(default)s)")
     group.add_argument("--force", action="store_true", help="replace an existing --output file")
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run of --output from its last finished epoch, with the options it was "
+        "started with (other options are ignored)",
+    )
     group = parser.add_argument_group("data")
     group.add_argument("--train-dir", default="capts_train", help="training images (default: %(default)s)")
     group.add_argument("--val-dir", default="capts_val", help="validation images (default: %(default)s)")
@@ -61,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_VAL_COUNT,
         help="images to generate when --val-dir is missing (default: %(default)s)",
+    )
+    group.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip (and count) images that do not decode, have another size or a bad label, instead of stopping",
     )
     group = parser.add_argument_group("optimisation")
     group.add_argument("--epochs", type=int, default=10, help="training epochs (default: %(default)s)")
@@ -81,11 +109,59 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def ensure_data(folder: Path, count: int, seed: str) -> None:
-    """Generates `folder` when it is missing or holds no images, saying so."""
+    """Generates `folder` when it is missing or holds no images, and finishes it when it was left half-made."""
     if folder.is_dir() and any(path.suffix.lower() in IMAGE_SUFFIXES for path in folder.iterdir()):
+        manifest = read_manifest(folder)
+        if manifest.get("complete") is False:
+            print(f"{folder}/ was left half-generated: finishing it (python -m data.generate --resume).", flush=True)
+            generate_folder(folder, manifest["count"], seed=manifest["seed"], resume=True)
         return
     print(f"{folder}/ has no images: generating {count} CAPTCHAs into it (python -m data.generate).", flush=True)
     generate_folder(folder, count, seed=seed)
+
+
+def resume_state(args: argparse.Namespace, checkpoint_path: Path, state_path: Path) -> dict:
+    """Reads the state of the run to resume and puts its options back into `args`."""
+    if not checkpoint_path.is_file() or not state_path.is_file():
+        sys.exit(
+            f"error: nothing to resume: {checkpoint_path} or {state_path} is missing (they are written at the end "
+            "of each epoch of a run with this --output)."
+        )
+    try:
+        state = json.loads(state_path.read_text())
+        saved = state["options"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        sys.exit(f"error: {state_path} is not a training state file: {error}")
+    if state.get("finished"):
+        sys.exit(f"error: the run of {args.output} finished; nothing to resume.")
+    for key, value in saved.items():
+        if key not in SESSION_OPTIONS and hasattr(args, key):
+            setattr(args, key, value)
+    return state
+
+
+def truncate_history(history_path: Path, epochs: int) -> tuple[float, int | None]:
+    """Keeps the first `epochs` rows of the CSV log (a stopped run may have logged one more).
+
+    Returns:
+        (best val_mean_accuracy, its epoch counted from 1) among the rows kept;
+        (-inf, None) when there is no log.
+    """
+    if not history_path.is_file():
+        return -math.inf, None
+    lines = history_path.read_text().splitlines(keepends=True)
+    with atomic_path(history_path) as temporary:
+        temporary.write_text("".join(lines[: epochs + 1]))
+    values = read_history(history_path).get("val_mean_accuracy", [])
+    if not values:
+        return -math.inf, None
+    best_index = max(range(len(values)), key=values.__getitem__)
+    return values[best_index], best_index + 1
+
+
+def write_json(path: Path, content: dict) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(content, indent=2) + "\n")
 
 
 def main(argv=None) -> dict:
@@ -93,42 +169,70 @@ def main(argv=None) -> dict:
     output = Path(args.output)
     if output.suffix != ".keras":
         sys.exit(f"error: --output must end in .keras. Received: {output}")
-    if output.exists() and not args.force:
-        sys.exit(f"error: {output} already exists. Pass --force to replace it, or choose another --output.")
+    stem = output.with_suffix("")
+    history_path, curves_path, options_path, checkpoint_path, state_path = (
+        Path(f"{stem}{suffix}") for suffix in (".history.csv", ".curves.png", ".json", ".last.keras", ".last.json")
+    )
+    state = resume_state(args, checkpoint_path, state_path) if args.resume else None
+    if output.exists() and not args.force and not args.resume:
+        sys.exit(
+            f"error: {output} already exists. Pass --force to replace it, --resume to continue its interrupted "
+            "run, or choose another --output."
+        )
     if args.epochs < 1 or args.batch_size < 1 or args.learning_rate <= 0:
         sys.exit("error: --epochs and --batch-size must be positive, --learning-rate above zero.")
     output.parent.mkdir(parents=True, exist_ok=True)
-    stem = output.with_suffix("")
-    history_path, curves_path, options_path = (
-        Path(f"{stem}{suffix}") for suffix in (".history.csv", ".curves.png", ".json")
-    )
 
     started = time.time()
     ensure_data(Path(args.train_dir), args.train_count, seed=f"{args.seed}/train")
     ensure_data(Path(args.val_dir), args.val_count, seed=f"{args.seed}/val")
     alphabet = Alphabet()
-    train = load_labelled_folder(args.train_dir, alphabet)
-    val = load_labelled_folder(args.val_dir, alphabet)
+    try:
+        train = load_labelled_folder(args.train_dir, alphabet, strict=not args.skip_bad)
+        val = load_labelled_folder(args.val_dir, alphabet, strict=not args.skip_bad)
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"error: {error} (--skip-bad skips unusable images instead)")
     data_seconds = time.time() - started
     print(
         f"Data: {len(train)} training images from {args.train_dir}/, {len(val)} validation images "
         f"from {args.val_dir}/ ({data_seconds:.0f}s)",
         flush=True,
     )
+    for loaded, folder in ((train, args.train_dir), (val, args.val_dir)):
+        if loaded.skipped:
+            print(describe_skipped(loaded, folder), flush=True)
 
-    keras.utils.set_random_seed(args.seed)
-    model = models.get_model(args.model, alphabet=alphabet, image_size=train.images.shape[1:3])
     steps_per_epoch = -(-len(train) // args.batch_size)
-    compile_model(
-        model, alphabet.length, args.learning_rate, steps_per_epoch * args.epochs, weight_decay=args.weight_decay
-    )
+    if state is None:
+        keras.utils.set_random_seed(args.seed)
+        model = models.get_model(args.model, alphabet=alphabet, image_size=train.images.shape[1:3])
+        compile_model(
+            model, alphabet.length, args.learning_rate, steps_per_epoch * args.epochs, weight_decay=args.weight_decay
+        )
+        initial_epoch, best, best_epoch = 0, -math.inf, None
+        checkpoint_path.unlink(missing_ok=True)  # A stale state must never be resumed with these options.
+        write_json(state_path, {"options": vars(args), "finished": False})
+    else:
+        model = load_model(checkpoint_path, compile=True)
+        try:
+            initial_epoch = completed_epochs(model, steps_per_epoch)
+        except ValueError as error:
+            sys.exit(f"error: cannot resume from {checkpoint_path}: {error}")
+        if initial_epoch >= args.epochs:
+            sys.exit(f"error: {checkpoint_path} has finished all {args.epochs} epochs; nothing to resume.")
+        best, best_epoch = truncate_history(history_path, initial_epoch)
+        # A different seed for the rest, so that the resumed epochs do not replay the first epochs' shuffles.
+        keras.utils.set_random_seed(args.seed + initial_epoch)
+        print(f"Resuming {output} after epoch {initial_epoch} of {args.epochs} (from {checkpoint_path})", flush=True)
     print(f"Model: {args.model}, {model.count_params():,} parameters", flush=True)
 
-    checkpoint = BestModelCheckpoint(output)
+    checkpoint = BestModelCheckpoint(output, best=best, best_epoch=best_epoch)
     callbacks = [
         EpochReport(args.epochs, steps_per_epoch, alphabet.length, progress_bar=not args.quiet),
         checkpoint,
-        keras.callbacks.CSVLogger(str(history_path)),
+        keras.callbacks.CSVLogger(str(history_path), append=state is not None),
+        # Last, so that the state it saves comes after the log row and the best model of its epoch.
+        TrainingCheckpoint(checkpoint_path),
     ]
     if args.patience:
         callbacks.append(keras.callbacks.EarlyStopping("val_mean_accuracy", mode="max", patience=args.patience))
@@ -138,16 +242,23 @@ def main(argv=None) -> dict:
         model.fit(
             ArrayBatches(train.images, train.codes, args.batch_size, shuffle=True, seed=args.seed),
             epochs=args.epochs,
+            initial_epoch=initial_epoch,
             validation_data=ArrayBatches(val.images, val.codes, batch_size=256),
             verbose=0,
             callbacks=callbacks,
         )
     except KeyboardInterrupt:
         interrupted = True
-        print("\nInterrupted: keeping the best model saved so far.", flush=True)
+        print(
+            f"\nInterrupted: keeping the best model saved so far; `python train.py --output {output} --resume` "
+            "continues from the last finished epoch.",
+            flush=True,
+        )
     train_seconds = time.time() - train_started
     if checkpoint.best_epoch is None:
         sys.exit(f"error: training stopped before the first epoch ended; nothing was saved to {output}.")
+    if not interrupted:
+        write_json(state_path, {"options": vars(args), "finished": True})
 
     best = load_model(output)
     result = evaluate_model(best, val.images, val.codes, alphabet)
@@ -166,16 +277,18 @@ def main(argv=None) -> dict:
         "val_images": len(val),
         "best_epoch": checkpoint.best_epoch,
         "epochs_run": len(history.get("epoch", [])),
+        "resumed_after_epoch": initial_epoch if state is not None else None,
         "interrupted": interrupted,
         "data_seconds": round(data_seconds, 1),
         "train_seconds": round(train_seconds, 1),
-        "train_images_per_second": round(len(train) * len(history.get("epoch", [])) / train_seconds, 1),
+        "train_images_per_second": round(
+            len(train) * (len(history.get("epoch", [])) - initial_epoch) / max(train_seconds, 1e-9), 1
+        ),
         "validation": result,
         "history_file": str(history_path),
         "curves_file": str(curves_path),
     }
-    with atomic_path(options_path) as temporary:
-        temporary.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(options_path, summary)
 
     print(f"\nBest epoch {checkpoint.best_epoch} saved to {output} ({train_seconds / 60:.1f} min of training).")
     for position, accuracy in enumerate(result["position_accuracies"]):

@@ -7,9 +7,11 @@ and repeated evaluations never decode PNGs again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing import Pool
 from pathlib import Path
@@ -22,7 +24,7 @@ from data.files import atomic_path
 from data.labels import find_labelled_images
 
 CACHE_DIR = ".cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the index also lists the files that could not be used
 
 
 @dataclass
@@ -72,6 +74,7 @@ def load_labelled_folder(
     image_size: tuple[int, int] | None = None,
     cache: bool = True,
     workers: int | None = None,
+    strict: bool = True,
 ) -> LabelledImages:
     """Loads every labelled image of `folder`.
 
@@ -79,72 +82,124 @@ def load_labelled_folder(
         folder: Folder of images named by label, or with a labels file.
         alphabet: The characters and label length to expect.
         labels_file: Optional `FILENAME LABEL` file.
-        image_size: (height, width) every image must have; None accepts the
-            size of the first image and requires all others to match it.
+        image_size: (height, width) every image must have; None takes the
+            size of the first image (strict) or the most common size (not
+            strict) and requires the others to match it.
         cache: Read and write the decoded-image cache in `<folder>/.cache/`.
         workers: Decoding processes (default: every CPU core).
+        strict: Raise a `ValueError` naming the first bad file (True, the
+            default for training), or skip bad files (invalid labels, files
+            that do not decode, images of another size, labels-file entries
+            without an image) and list them in `skipped` with the reason.
 
     Returns:
         A `LabelledImages`.
     """
     folder = Path(folder)
-    found = find_labelled_images(folder, alphabet, labels_file)
+    found = find_labelled_images(folder, alphabet, labels_file, strict=strict)
     fingerprint = _fingerprint(found.paths, found.labels, image_size)
     cache_dir = folder / CACHE_DIR
-    images = _read_cache(cache_dir, fingerprint) if cache else None
-    if images is None:
-        images = _decode_all(found.paths, image_size, workers)
+    cached = _read_cache(cache_dir, fingerprint) if cache else None
+    if cached is None:
+        if image_size is None and not strict:
+            image_size = _most_common_size(found.paths)
+        images, problems = _decode_all(found.paths, image_size, workers)
         if cache:
-            _write_cache(cache_dir, fingerprint, images)
+            _write_cache(cache_dir, fingerprint, images, problems)
+    else:
+        images, problems = cached
+    if problems and strict:
+        raise ValueError(problems[0][1])
+    bad = {index for index, _ in problems}
+    kept = [index for index in range(len(found.paths)) if index not in bad]
+    if not kept:
+        raise ValueError(f"No readable labelled images in {folder}; first problem: {problems[0][1]}")
+    labels = [found.labels[index] for index in kept]
     return LabelledImages(
         images=images,
-        labels=found.labels,
-        codes=alphabet.encode_many(found.labels),
-        filenames=[path.name for path in found.paths],
-        skipped=found.skipped,
+        labels=labels,
+        codes=alphabet.encode_many(labels),
+        filenames=[found.paths[index].name for index in kept],
+        skipped=found.skipped + [(found.paths[index].name, reason) for index, reason in problems],
     )
 
 
-def _decode_all(paths: list[Path], image_size, workers) -> np.ndarray:
+def describe_skipped(loaded: LabelledImages, folder: str | Path, examples: int = 3) -> str:
+    """One line that counts the skipped files of `folder` and names the first few, or '' when none."""
+    if not loaded.skipped:
+        return ""
+    shown = "; ".join(f"{name}: {reason}" for name, reason in loaded.skipped[:examples])
+    more = f"; and {len(loaded.skipped) - examples} more" if len(loaded.skipped) > examples else ""
+    return f"Skipped {len(loaded.skipped)} files of {folder}/ ({shown}{more})."
+
+
+def _most_common_size(paths: list[Path]) -> tuple[int, int] | None:
+    """The most common (height, width) among the readable image headers, None when none reads."""
+    sizes = Counter()
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                sizes[(image.height, image.width)] += 1
+        except (UnidentifiedImageError, OSError, SyntaxError):
+            continue
+    return sizes.most_common(1)[0][0] if sizes else None
+
+
+def _decode_all(paths: list[Path], image_size, workers) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """Decodes `paths` in order: (images of the good files, [(index, problem) of the bad ones])."""
     if image_size is None:
-        image_size = decode_image(paths[0]).shape[:2]
+        first = _decode_checked((paths[0], None))
+        # An unreadable first file gets a size no image has, so that every
+        # file is reported; without strictness this happens only when no
+        # file of the folder has a readable header.
+        image_size = (0, 0) if isinstance(first, str) else first.shape[:2]
     workers = min(workers or os.cpu_count() or 1, max(1, len(paths) // 256))
     images = np.empty((len(paths), *image_size, 3), dtype=np.uint8)
-    if workers == 1:
-        decoded = map(_decode_checked, ((path, image_size) for path in paths))
+    problems, kept = [], 0
+    jobs = ((path, image_size) for path in paths)
+    with contextlib.ExitStack() as stack:
+        if workers == 1:
+            decoded = map(_decode_checked, jobs)
+        else:
+            decoded = stack.enter_context(Pool(workers)).imap(_decode_checked, jobs, chunksize=128)
         for index, image in enumerate(decoded):
-            images[index] = image
-    else:
-        with Pool(workers) as pool:
-            decoded = pool.imap(_decode_checked, ((path, image_size) for path in paths), chunksize=128)
-            for index, image in enumerate(decoded):
-                images[index] = image
-    return images
+            if isinstance(image, str):
+                problems.append((index, image))
+            else:
+                images[kept] = image
+                kept += 1
+    return images[:kept], problems
 
 
-def _decode_checked(job) -> np.ndarray:
+def _decode_checked(job) -> np.ndarray | str:
+    """The decoded image, or a sentence saying why the file cannot be used (returned, not raised,
+    so that one bad file does not abort a worker pool)."""
     path, image_size = job
-    image = decode_image(path)
-    if image.shape[:2] != tuple(image_size):
-        raise ValueError(
+    try:
+        image = decode_image(path)
+    except ValueError as error:
+        return str(error)
+    if image_size is not None and image.shape[:2] != tuple(image_size):
+        return (
             f"Image {path} has size {image.shape[:2]} (height, width); "
             f"expected {tuple(image_size)} like the rest of its folder."
         )
     return image
 
 
-def _read_cache(cache_dir: Path, fingerprint: str) -> np.ndarray | None:
+def _read_cache(cache_dir: Path, fingerprint: str) -> tuple[np.ndarray, list[tuple[int, str]]] | None:
     try:
         index = json.loads((cache_dir / "index.json").read_text())
         if index.get("fingerprint") != fingerprint:
             return None
+        problems = [(int(position), str(reason)) for position, reason in index.get("problems", [])]
         # Memory-mapped: pages are read as batches need them and shared with other processes.
-        return np.load(cache_dir / "images.npy", mmap_mode="r")
-    except (FileNotFoundError, json.JSONDecodeError, ValueError, OSError):
+        return np.load(cache_dir / "images.npy", mmap_mode="r"), problems
+    except (FileNotFoundError, json.JSONDecodeError, ValueError, TypeError, OSError):
         return None
 
 
-def _write_cache(cache_dir: Path, fingerprint: str, images: np.ndarray) -> None:
+def _write_cache(cache_dir: Path, fingerprint: str, images: np.ndarray, problems) -> None:
     """Writes the cache atomically: a half-written cache is never read."""
     try:
         cache_dir.mkdir(exist_ok=True)
@@ -152,6 +207,7 @@ def _write_cache(cache_dir: Path, fingerprint: str, images: np.ndarray) -> None:
         with atomic_path(cache_dir / "images.npy") as temporary:
             np.save(temporary, images)
         with atomic_path(cache_dir / "index.json") as temporary:
-            temporary.write_text(json.dumps({"fingerprint": fingerprint, "shape": list(images.shape)}))
+            index = {"fingerprint": fingerprint, "shape": list(images.shape), "problems": problems}
+            temporary.write_text(json.dumps(index))
     except OSError:
         pass  # A read-only folder still loads; it just decodes again next time.

@@ -101,10 +101,13 @@ def generate_folder(
         "seed": str(seed),
         "count": count,
     }
+    # A run killed mid-write leaves its temporary files (never a half-written image under a real name).
+    for leftover in folder.glob(".*.tmp*"):
+        leftover.unlink(missing_ok=True)
     existing = list_image_files(folder)
     done = set()
     if existing:
-        previous = _read_manifest(folder)
+        previous = read_manifest(folder)
         if resume and previous.get("seed") == str(seed) and previous.get("count") == count:
             done = {_kit_index(path.name) for path in existing}
         elif force:
@@ -152,9 +155,10 @@ def _kit_index(filename: str) -> int | None:
     return int(tail) if tail.isdigit() and "_" in filename else None
 
 
-def _read_manifest(folder: Path) -> dict:
+def read_manifest(folder: str | Path) -> dict:
+    """The folder's `dataset.json` (seed, count, whether the run completed), or {} when there is none."""
     try:
-        return json.loads((folder / MANIFEST_NAME).read_text())
+        return json.loads((Path(folder) / MANIFEST_NAME).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
 

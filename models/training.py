@@ -1,4 +1,10 @@
-"""Training helpers: the optimizer and loss, and the callbacks every run uses."""
+"""Training helpers: the optimizer and loss, and the callbacks every run uses.
+
+Two files are kept up to date while a model trains, each replaced atomically:
+the best plain model so far (`BestModelCheckpoint`, what users get) and the
+full state of the last finished epoch (`TrainingCheckpoint`: weights,
+optimizer moments and step count, what `train.py --resume` continues from).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from models.io import save_model
+from models.io import save_checkpoint, save_model
 from models.metrics import accuracy_metrics
 
 
@@ -88,15 +94,53 @@ class BestModelCheckpoint(keras.callbacks.Callback):
 
     Because every save is complete before it replaces the file, stopping
     training at any moment (Ctrl-C included) leaves the best model so far.
+
+    Args:
+        path: The `.keras` file to keep.
+        monitor: The log entry to maximise.
+        best: The best value of a run being resumed (default: none yet).
+        best_epoch: Its epoch number, counted from 1.
     """
 
-    def __init__(self, path: str | Path, monitor: str = "val_mean_accuracy"):
+    def __init__(self, path: str | Path, monitor: str = "val_mean_accuracy", best: float = -math.inf, best_epoch=None):
         super().__init__()
         self.path, self.monitor = Path(path), monitor
-        self.best, self.best_epoch = -math.inf, None
+        self.best, self.best_epoch = best, best_epoch
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is not None and value > self.best:
             self.best, self.best_epoch = float(value), epoch + 1
             save_model(self.model, self.path)
+
+
+class TrainingCheckpoint(keras.callbacks.Callback):
+    """Saves the compiled model with its optimizer state atomically at the end of every epoch.
+
+    The optimizer's step count travels in the file, so a resumed run knows how
+    many epochs are done (steps // steps per epoch) and its learning-rate
+    schedule, a function of the step, continues where it stopped.
+    """
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.path = Path(path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        save_checkpoint(self.model, self.path)
+
+
+def completed_epochs(model: keras.Model, steps_per_epoch: int) -> int:
+    """Epochs a checkpointed model has finished, from its optimizer's step count.
+
+    Raises:
+        ValueError: The step count is not a whole number of epochs of
+            `steps_per_epoch` steps (the data or the batch size changed).
+    """
+    steps = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    if steps % steps_per_epoch:
+        raise ValueError(
+            f"The checkpoint has taken {steps} optimizer steps, not a whole number of epochs of "
+            f"{steps_per_epoch} steps: the training data or --batch-size changed since it was saved."
+        )
+    return steps // steps_per_epoch

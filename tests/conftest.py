@@ -1,10 +1,12 @@
-"""Shared fixtures: a handful of real generated CAPTCHAs, made once per test session."""
+"""Shared fixtures: a handful of real generated CAPTCHAs, made once per test session, and hand-built readers."""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from data.generate import generate_folder  # noqa: E402
@@ -17,3 +19,54 @@ def captcha_folders(tmp_path_factory):
     train = generate_folder(root / "train", 24, seed="test/train", workers=1, progress=False)
     val = generate_folder(root / "val", 12, seed="test/val", workers=1, progress=False)
     return train, val
+
+
+def build_constant_reader(
+    text: str,
+    input_shape=(144, 256, 3),
+    layout: str = "stacked",
+    raw_text: str | None = None,
+    rescaling: bool = False,
+) -> keras.Model:
+    """A model that reads `text` whatever the image, so its accuracy follows from the labels alone.
+
+    Args:
+        text: What it reads; its length sets the number of positions.
+        input_shape: The input it declares.
+        layout: "stacked" (images, length, 10), "flat" (images, length * 10)
+            or "list" (one (images, 10) output per position).
+        raw_text: When given, it reads `raw_text` instead when its input is
+            not scaled to [0, 1] (mean value above about 1.1), so a test can
+            see which scale it was fed.
+        rescaling: Start with a Rescaling(1/255) layer (the model scales its own input).
+    """
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Rescaling(1 / 255)(inputs) if rescaling else inputs
+    pooled = keras.layers.GlobalAveragePooling2D()(x)
+    channels = input_shape[-1]
+    heads = []
+    for position, character in enumerate(text):
+        bias = np.full(10, -10.0, "float32")
+        bias[int(character)] = 5.0
+        kernel = np.zeros((channels, 10), "float32")
+        if raw_text is not None:
+            kernel[:, int(raw_text[position])] = 4.5 / channels  # 4.5 x mean value: below 5 only on [0, 1]
+        dense = keras.layers.Dense(
+            10,
+            activation="softmax",
+            kernel_initializer=keras.initializers.Constant(kernel),
+            bias_initializer=keras.initializers.Constant(bias),
+        )
+        heads.append(dense(pooled))
+    if layout == "list":
+        return keras.Model(inputs, heads)
+    joined = keras.layers.Concatenate()(heads)
+    if layout == "stacked":
+        joined = keras.layers.Reshape((len(text), 10))(joined)
+    return keras.Model(inputs, joined)
+
+
+@pytest.fixture
+def constant_reader():
+    """`build_constant_reader`, for tests that need readers of known accuracy."""
+    return build_constant_reader

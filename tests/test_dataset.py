@@ -69,3 +69,94 @@ def test_array_batches_cover_every_image_once_per_epoch():
     assert ArrayBatches(images, batch_size=8)[1].shape == (2, 1, 1, 1)
     with pytest.raises(ValueError, match="differ in length"):
         ArrayBatches(images, np.arange(3), batch_size=2)
+
+
+def _bad_folder(folder):
+    """Three good 16x8 images and one of each kind of bad file."""
+    for index, label in enumerate(["1111", "2222", "3333"]):
+        Image.new("RGB", (16, 8), (index * 50, 0, 0)).save(folder / f"{label}.png")
+    (folder / "4444_empty.png").write_bytes(b"")
+    whole = (folder / "1111.png").read_bytes()
+    (folder / "5555_truncated.png").write_bytes(whole[: len(whole) // 2])
+    (folder / "6666_text.png").write_text("this is not an image")
+    Image.new("RGB", (32, 8)).save(folder / "7777_wide.png")
+    Image.new("RGB", (16, 8)).save(folder / "12_short.png")
+    Image.new("RGB", (16, 8)).save(folder / "12ab_letters.png")
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("4444_empty.png", "Cannot decode image .*4444_empty.png"),
+        ("5555_truncated.png", "Cannot decode image .*5555_truncated.png"),
+        ("6666_text.png", "Cannot decode image .*6666_text.png"),
+        ("7777_wide.png", r"7777_wide.png has size \(8, 32\) \(height, width\); expected \(8, 16\)"),
+    ],
+)
+def test_each_bad_file_is_named_when_strict(tmp_path, name, message):
+    for index, label in enumerate(["1111", "2222"]):
+        Image.new("RGB", (16, 8), (index, 0, 0)).save(tmp_path / f"{label}.png")
+    source = tmp_path / "source"
+    source.mkdir()
+    _bad_folder(source)
+    (tmp_path / name).write_bytes((source / name).read_bytes())
+    with pytest.raises(ValueError, match=message):
+        dataset.load_labelled_folder(tmp_path, Alphabet(), cache=False)
+
+
+def test_bad_files_are_skipped_and_counted(tmp_path, monkeypatch):
+    _bad_folder(tmp_path)
+    for cache in (True, True, False):  # The second load comes from the cache and must report the same skips.
+        loaded = dataset.load_labelled_folder(tmp_path, Alphabet(), strict=False, cache=cache)
+        assert loaded.labels == ["1111", "2222", "3333"] and loaded.images.shape == (3, 8, 16, 3)
+        assert loaded.images[1, 0, 0].tolist() == [50, 0, 0]
+        assert sorted(name for name, _ in loaded.skipped) == [
+            "12_short.png",
+            "12ab_letters.png",
+            "4444_empty.png",
+            "5555_truncated.png",
+            "6666_text.png",
+            "7777_wide.png",
+        ]
+    line = dataset.describe_skipped(loaded, tmp_path)
+    assert line.startswith("Skipped 6 files of") and "and 3 more" in line
+    # Strict after a lenient load: the problems kept in the cache still stop it.
+    (tmp_path / "12_short.png").unlink()
+    (tmp_path / "12ab_letters.png").unlink()
+    assert len(dataset.load_labelled_folder(tmp_path, Alphabet(), strict=False).skipped) == 4
+    monkeypatch.setattr(dataset, "_decode_all", None)  # from the cache, without decoding
+    with pytest.raises(ValueError, match="Cannot decode image .*4444_empty.png"):
+        dataset.load_labelled_folder(tmp_path, Alphabet())
+
+
+def test_lenient_size_is_the_most_common_one(tmp_path):
+    Image.new("RGB", (32, 8)).save(tmp_path / "0000.png")  # first by name, but the odd one out
+    for label in ["1111", "2222"]:
+        Image.new("RGB", (16, 8)).save(tmp_path / f"{label}.png")
+    loaded = dataset.load_labelled_folder(tmp_path, Alphabet(), strict=False, cache=False)
+    assert loaded.labels == ["1111", "2222"] and [name for name, _ in loaded.skipped] == ["0000.png"]
+
+
+def test_nothing_usable_is_an_error_even_when_lenient(tmp_path):
+    (tmp_path / "1111.png").write_bytes(b"")
+    (tmp_path / "2222.png").write_text("text")
+    with pytest.raises(ValueError, match="No readable labelled images"):
+        dataset.load_labelled_folder(tmp_path, Alphabet(), strict=False, cache=False)
+
+
+def test_palette_images_are_converted(tmp_path):
+    palette = Image.new("P", (16, 8))
+    palette.putpalette([0, 0, 0, 200, 100, 50] + [0] * 762)
+    palette.putpixel((0, 0), 1)
+    palette.save(tmp_path / "1111.png")
+    loaded = dataset.load_labelled_folder(tmp_path, Alphabet(), cache=False)
+    assert loaded.images[0, 0, 0].tolist() == [200, 100, 50] and loaded.images[0, 0, 1].tolist() == [0, 0, 0]
+
+
+def test_lenient_labels_file_naming_missing_images(tmp_path):
+    Image.new("RGB", (16, 8)).save(tmp_path / "a.png")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a.png 1234\nmissing.png 5678\nbad.png 12\n")
+    loaded = dataset.load_labelled_folder(tmp_path, Alphabet(), labels_file=labels, strict=False, cache=False)
+    assert loaded.labels == ["1234"]
+    assert ("missing.png", "named in the labels file but missing") in loaded.skipped

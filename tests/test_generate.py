@@ -1,9 +1,17 @@
+import io
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import multicolorcaptcha._generator as multicolor_module
 import numpy as np
 import pytest
 
 import data.generate as generate
-from data.labels import label_from_filename, list_image_files
+from data.labels import kit_filename, label_from_filename, list_image_files
+
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def _contents(folder):
@@ -55,7 +63,7 @@ def test_refuses_to_overwrite_then_force_and_resume(tmp_path):
     # An interrupted run: two images lost, the manifest says incomplete.
     for path in list_image_files(folder)[:2]:
         path.unlink()
-    generate._write_manifest(folder, {**generate._read_manifest(folder), "complete": False})
+    generate._write_manifest(folder, {**generate.read_manifest(folder), "complete": False})
     generate.generate_folder(folder, 6, seed=1, workers=1, progress=False, resume=True)
     assert _contents(folder) == before
     generate.generate_folder(folder, 3, seed=2, workers=1, progress=False, force=True)
@@ -81,3 +89,49 @@ def test_cli_error_for_existing_folder(tmp_path, capsys):
         )
     assert exit_info.value.code == 2
     assert "already holds 2 images" in capsys.readouterr().err
+
+
+def test_killed_generation_resumes_to_the_same_images(tmp_path):
+    train_dir, val_dir = tmp_path / "train", tmp_path / "val"
+    command = [
+        sys.executable,
+        "-m",
+        "data.generate",
+        "--train-dir",
+        str(train_dir),
+        "--val-dir",
+        str(val_dir),
+        "--train-count",
+        "400",
+        "--val-count",
+        "2",
+        "--workers",
+        "1",
+        "--seed",
+        "5",
+    ]
+    process = subprocess.Popen(command, cwd=REPOSITORY, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while (not train_dir.is_dir() or len(list_image_files(train_dir)) < 5) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    written = len(list_image_files(train_dir))
+    assert 5 <= written < 400, "the run was not stopped half-way"
+    assert generate.read_manifest(train_dir)["complete"] is False
+    (train_dir / ".0000_000999.tmp123.png").write_bytes(b"half")  # what a kill during a write leaves
+
+    # Without --resume nothing is touched, and the error says how to go on.
+    with pytest.raises(SystemExit):
+        generate.main(command[3:])
+    assert len(list_image_files(train_dir)) == written
+
+    generate.generate_folder(train_dir, 400, seed="5/train", workers=2, resume=True, progress=False)
+    files = list_image_files(train_dir)
+    assert len(files) == 400 and generate.read_manifest(train_dir)["complete"] is True
+    assert not list(train_dir.glob(".*.tmp*"))
+    for index in (0, written - 1, written, 399):  # before, at and after the interruption
+        image, label = generate.make_captcha("5/train", index)
+        expected = io.BytesIO()
+        image.save(expected, format="PNG")
+        assert (train_dir / kit_filename(label, index)).read_bytes() == expected.getvalue()
