@@ -96,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--learning-rate",
         type=float,
-        default=3e-3,
-        help="peak learning rate of the warm-up + cosine schedule (default: %(default)s)",
+        default=None,
+        help="peak learning rate of the warm-up + cosine schedule (default: the model's own, 3e-3 for cellnet, "
+        "1e-3 for shawon)",
     )
     group.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default: none)")
     group.add_argument(
@@ -179,6 +180,8 @@ def main(argv=None) -> dict:
             f"error: {output} already exists. Pass --force to replace it, --resume to continue its interrupted "
             "run, or choose another --output."
         )
+    if args.learning_rate is None:
+        args.learning_rate = models.recommended_learning_rate(args.model)
     if args.epochs < 1 or args.batch_size < 1 or args.learning_rate <= 0:
         sys.exit("error: --epochs and --batch-size must be positive, --learning-rate above zero.")
     output.parent.mkdir(parents=True, exist_ok=True)

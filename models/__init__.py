@@ -5,4 +5,10 @@ Importing the package registers every model and custom layer, so that
 """
 
 from models import cellnet, shawon  # noqa: F401  (registers the models)
-from models.registry import DEFAULT_MODEL, get_model, list_models, register_model  # noqa: F401
+from models.registry import (  # noqa: F401
+    DEFAULT_MODEL,
+    get_model,
+    list_models,
+    recommended_learning_rate,
+    register_model,
+)

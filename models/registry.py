@@ -20,13 +20,37 @@ DEFAULT_MODEL = "cellnet"
 DEFAULT_IMAGE_SIZE = (144, 256)
 
 
-def register_model(builder):
-    """Decorator that registers `builder` under its function name."""
-    name = builder.__name__
-    if name in _BUILDERS:
-        raise ValueError(f"A model named {name!r} is already registered.")
-    _BUILDERS[name] = builder
-    return builder
+DEFAULT_LEARNING_RATE = 1e-3  # Adam's own default, what the Kaggle baseline uses.
+
+
+def register_model(builder=None, *, learning_rate: float = DEFAULT_LEARNING_RATE):
+    """Decorator that registers `builder` under its function name.
+
+    Used bare (`@register_model`) or with the peak learning rate that
+    `train.py` uses for the model when none is given
+    (`@register_model(learning_rate=3e-3)`).
+    """
+
+    def register(builder):
+        name = builder.__name__
+        if name in _BUILDERS:
+            raise ValueError(f"A model named {name!r} is already registered.")
+        builder.learning_rate = learning_rate
+        _BUILDERS[name] = builder
+        return builder
+
+    return register(builder) if builder is not None else register
+
+
+def recommended_learning_rate(name: str) -> float:
+    """The peak learning rate registered for model `name`."""
+    return _check_name(name).learning_rate
+
+
+def _check_name(name: str):
+    if name not in _BUILDERS:
+        raise ValueError(f"Unknown model {name!r}. Registered models: {', '.join(list_models())}")
+    return _BUILDERS[name]
 
 
 def list_models(include_tiny: bool = True) -> list[str]:
@@ -43,6 +67,4 @@ def get_model(name: str, alphabet: Alphabet | None = None, image_size=DEFAULT_IM
         image_size: (height, width) of the raw input images.
         **options: Passed to the builder (e.g. `dropout=0.0`).
     """
-    if name not in _BUILDERS:
-        raise ValueError(f"Unknown model {name!r}. Registered models: {', '.join(list_models())}")
-    return _BUILDERS[name](alphabet=alphabet or Alphabet(), image_size=tuple(image_size), **options)
+    return _check_name(name)(alphabet=alphabet or Alphabet(), image_size=tuple(image_size), **options)

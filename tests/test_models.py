@@ -75,3 +75,10 @@ def test_load_model_errors(tmp_path):
     not_a_model.write_text("hello")
     with pytest.raises(ValueError, match="not a Keras model"):
         load_model(not_a_model)
+
+
+def test_recommended_learning_rates():
+    assert models.recommended_learning_rate("cellnet") == 3e-3
+    assert models.recommended_learning_rate("shawon") == 1e-3  # Adam's default, as in the Kaggle post
+    with pytest.raises(ValueError, match="Unknown model"):
+        models.recommended_learning_rate("nope")
