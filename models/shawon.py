@@ -3,7 +3,8 @@
 Backbone: conv 16 -> pool -> conv 32 -> pool -> conv 32 -> batch norm -> pool
 -> flatten; then one branch per character: dense 64 -> dropout 0.5 -> dense
 softmax. The Kaggle post feeds 50x200 grayscale images; here the model crops
-the 256x64 text strip of the raw image and scales it to [0, 1] itself, so the
+the 256x64 text strip of the raw image, scales it to [0, 1] and (in `shawon`,
+not `shawon_rgb`) turns it into the colour-free foreground map itself, so the
 saved model takes the raw 144x256x3 image. The branches are stacked into one
 (length, classes) output like every model of the kit.
 """
@@ -44,11 +45,26 @@ def build_shawon(
 
 @register_model
 def shawon(alphabet, image_size, **options):
-    """The Kaggle baseline students are told to follow (about 2.2M parameters on 144x256)."""
+    """The Kaggle baseline students are told to follow, reading the colour-free foreground map.
+
+    On the raw RGB strip the same network does not learn at all: the training
+    loss stays at ln(10) = 2.303 (chance) for 4 epochs at Adam's 1e-3
+    (bench/results/experiment_shawon_rgb.history.csv), because the random
+    colours hide the digit shapes. The weightless `ForegroundMap` in front of
+    it changes only the input; backbone and heads are the Kaggle post's.
+    """
+    options.setdefault("foreground", True)
     return build_shawon(alphabet, image_size, **options)
+
+
+@register_model
+def shawon_rgb(alphabet, image_size, **options):
+    """The Kaggle baseline on the raw RGB strip, literally; stays at chance on multicolorcaptcha."""
+    return build_shawon(alphabet, image_size, foreground=False, name="shawon_rgb", **options)
 
 
 @register_model
 def shawon_tiny(alphabet, image_size, **options):
     """A few-thousand-parameter shawon for tests."""
+    options.setdefault("foreground", True)
     return build_shawon(alphabet, image_size, filters=(2, 4, 4), dense_units=8, name="shawon_tiny", **options)
