@@ -10,6 +10,8 @@ import keras
 import numpy as np
 
 from models.io import save_model
+from models.layers import is_ctc_model
+from models.losses import CTCLoss
 from models.metrics import accuracy_metrics
 
 
@@ -23,7 +25,8 @@ def compile_model(
 ) -> keras.Model:
     """Adam(W) with a short linear warm-up then cosine decay to zero, sparse cross-entropy.
 
-    The cosine schedule is what lets a 10-epoch run end converged: the large
+    A CTC model (see `models.layers.AlphabetTag`) gets the CTC loss and
+    metrics that decode its time steps instead. The cosine schedule is what lets a 10-epoch run end converged: the large
     early steps move fast, the small late steps settle the weights.
     """
     warmup_steps = max(1, int(total_steps * warmup_fraction))
@@ -36,10 +39,11 @@ def compile_model(
     optimizer = (
         keras.optimizers.AdamW(schedule, weight_decay=weight_decay) if weight_decay else keras.optimizers.Adam(schedule)
     )
+    ctc = is_ctc_model(model)
     model.compile(
         optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=accuracy_metrics(length),
+        loss=CTCLoss() if ctc else keras.losses.SparseCategoricalCrossentropy(),
+        metrics=accuracy_metrics(length, ctc=ctc),
     )
     return model
 
@@ -81,6 +85,30 @@ class EpochReport(keras.callbacks.Callback):
             f" - val mean {logs['val_mean_accuracy']:.4f} - val whole {logs['val_whole_accuracy']:.4f}",
             flush=True,
         )
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training at the end of the epoch after which another epoch would exceed `seconds`.
+
+    Used to give several models the same time budget (`compare.py`).
+    """
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        if seconds <= 0:
+            raise ValueError(f"`seconds` must be positive. Received: seconds={seconds}")
+        self.seconds = seconds
+
+    def on_train_begin(self, logs=None):
+        self.started = self.epoch_started = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.time()
+        if now - self.started + (now - self.epoch_started) > self.seconds:
+            self.model.stop_training = True
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
