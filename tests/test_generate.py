@@ -1,8 +1,10 @@
 import multicolorcaptcha._generator as multicolor_module
 import numpy as np
 import pytest
+from PIL import Image
 
 import data.generate as generate
+from data.alphabet import IMAGECAPTCHA58, Alphabet
 from data.labels import label_from_filename, list_image_files
 
 
@@ -81,3 +83,53 @@ def test_cli_error_for_existing_folder(tmp_path, capsys):
         )
     assert exit_info.value.code == 2
     assert "already holds 2 images" in capsys.readouterr().err
+
+
+def test_imagecaptcha_is_reproducible_by_seed():
+    generator = generate.get_generator("imagecaptcha", width=100, height=40, alphabet=Alphabet("abcXYZ", 5))
+    first, label = generate.make_captcha("ic", 7, generator)
+    again, label_again = generate.make_captcha("ic", 7, generator)
+    other, _ = generate.make_captcha("ic", 8, generator)
+    assert first.size == (100, 40) and first.mode == "RGB"
+    assert len(label) == 5 and set(label) <= set("abcXYZ") and label == label_again
+    assert first.tobytes() == again.tobytes()
+    assert first.tobytes() != other.tobytes()
+    # The library's `secrets` is restored after each image.
+    import secrets
+
+    import captcha.image
+
+    assert captcha.image.secrets is secrets
+
+
+def test_notebook_preset_and_byte_identical_folders(tmp_path):
+    arguments = ["--preset", "notebook", "--train-count", "3", "--val-count", "2", "--test-count", "2"]
+    arguments += ["--workers", "1", "--train-dir", str(tmp_path / "a_train"), "--val-dir", str(tmp_path / "a_val")]
+    written = generate.main([*arguments, "--test-dir", str(tmp_path / "a_test")])
+    assert [len(list_image_files(folder)) for folder in written] == [3, 2, 2]
+    for path in list_image_files(written[0]):
+        label = label_from_filename(path)
+        assert len(label) == 4 and set(label) <= set(IMAGECAPTCHA58)
+        with Image.open(path) as image:
+            assert image.size == (160, 60)
+    manifest = generate._read_manifest(written[0])
+    assert manifest["generator"].startswith("captcha==") and manifest["alphabet"] == IMAGECAPTCHA58
+    # Another run with the same seed, on two processes, writes the same bytes.
+    again = generate.generate_folder(
+        tmp_path / "again",
+        3,
+        seed="0/train",
+        workers=2,
+        progress=False,
+        generator=generate.get_generator("imagecaptcha", alphabet=Alphabet(IMAGECAPTCHA58, 4)),
+    )
+    assert _contents(again) == _contents(written[0])
+
+
+def test_generator_options_are_checked():
+    with pytest.raises(ValueError, match="Unknown generator 'nope'"):
+        generate.get_generator("nope")
+    with pytest.raises(ValueError, match="256x144"):
+        generate.get_generator("multicolorcaptcha", width=100)
+    with pytest.raises(ValueError, match="four digits"):
+        generate.get_generator("multicolorcaptcha", alphabet=Alphabet("ab", 4))
