@@ -71,7 +71,8 @@ def compare(names: list[str], train_arguments: list[str], epochs: int, time_limi
                 "model": name,
                 "parameters": summary["parameters"],
                 "epochs": summary["epochs_run"],
-                "seconds_per_epoch": round(summary["train_seconds"] / max(1, summary["epochs_run"]), 1),
+                # From throughput, so that a last epoch cut short by --time-limit does not skew it.
+                "seconds_per_epoch": round(summary["train_images"] / summary["train_images_per_second"], 1),
                 "images_per_second": summary["train_images_per_second"],
                 "scored_on": scored_on,
                 "scored_images": result["images"],
@@ -144,7 +145,8 @@ def main(argv=None) -> dict:
             "",
             f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, {os.cpu_count()} CPU cores; "
             f"budget per model: {budget}; total {(time.time() - started) / 60:.1f} min. Accuracies of the best "
-            "epoch (by mean validation accuracy) on the images named in `scored on`; s/epoch includes validation.",
+            "epoch (by mean validation accuracy) on the images named in `scored on`; s/epoch and images/s include "
+            "validation; a time limit stops a model after the first batch past it (its last epoch may be partial).",
         ]
     )
     markdown_path, csv_path = write_tables(rows, output_dir, header)

@@ -191,8 +191,9 @@ def main(argv=None) -> dict:
         checkpoint,
         keras.callbacks.CSVLogger(str(history_path)),
     ]
-    if args.time_limit:
-        callbacks.append(TimeLimit(args.time_limit))
+    time_limit = TimeLimit(args.time_limit) if args.time_limit else None
+    if time_limit:
+        callbacks.append(time_limit)
     if args.patience:
         callbacks.append(keras.callbacks.EarlyStopping("val_mean_accuracy", mode="max", patience=args.patience))
     train_started = time.time()
@@ -219,6 +220,10 @@ def main(argv=None) -> dict:
     result = evaluate_model(best, val.images, val.codes, alphabet)
     test_result = evaluate_model(best, test.images, test.codes, alphabet) if test else None
     history = read_history(history_path)
+    epochs_run = len(history.get("epoch", []))
+    images_trained = len(train) * epochs_run
+    if time_limit and time_limit.stopped_mid_epoch:  # The last epoch ended early: count what it trained on.
+        images_trained -= len(train) - min(len(train), time_limit.batches_in_epoch * args.batch_size)
     plot_history(
         history,
         curves_path,
@@ -236,11 +241,12 @@ def main(argv=None) -> dict:
         "test_images": len(test) if test else 0,
         "split_file": str(split_path) if args.data else None,
         "best_epoch": checkpoint.best_epoch,
-        "epochs_run": len(history.get("epoch", [])),
+        "epochs_run": epochs_run,
+        "stopped_by_time_limit": bool(time_limit and time_limit.stopped_mid_epoch),
         "interrupted": interrupted,
         "data_seconds": round(data_seconds, 1),
         "train_seconds": round(train_seconds, 1),
-        "train_images_per_second": round(len(train) * len(history.get("epoch", [])) / train_seconds, 1),
+        "train_images_per_second": round(images_trained / train_seconds, 1),
         "validation": result,
         "test": test_result,
         "history_file": str(history_path),

@@ -88,9 +88,11 @@ class EpochReport(keras.callbacks.Callback):
 
 
 class TimeLimit(keras.callbacks.Callback):
-    """Stops training at the end of the epoch after which another epoch would exceed `seconds`.
+    """Stops training after the first batch that ends past `seconds`; that epoch is still validated.
 
-    Used to give several models the same time budget (`compare.py`).
+    Gives several models the same time budget (`compare.py`). Records how
+    many batches the last epoch trained, so that throughput counts only the
+    images actually trained on.
     """
 
     def __init__(self, seconds: float):
@@ -98,17 +100,19 @@ class TimeLimit(keras.callbacks.Callback):
         if seconds <= 0:
             raise ValueError(f"`seconds` must be positive. Received: seconds={seconds}")
         self.seconds = seconds
+        self.stopped_mid_epoch, self.batches_in_epoch = False, 0
 
     def on_train_begin(self, logs=None):
-        self.started = self.epoch_started = time.time()
+        self.started = time.time()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_started = time.time()
+        self.batches_in_epoch = 0
 
-    def on_epoch_end(self, epoch, logs=None):
-        now = time.time()
-        if now - self.started + (now - self.epoch_started) > self.seconds:
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches_in_epoch += 1
+        if time.time() - self.started > self.seconds and not self.model.stop_training:
             self.model.stop_training = True
+            self.stopped_mid_epoch = True
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
