@@ -2,8 +2,12 @@
 
     python evaluate.py                         # my_model.keras on capts_val/
     python evaluate.py runs/other.keras --data capts_val --threshold 0.3 --json
+    python evaluate.py runs/henan.keras --data ../shared/datasets/henan-4digit/images \
+        --labels ../shared/datasets/henan-4digit/labels.txt --split-file runs/henan.split.csv --subset test
 
-The model is loaded with Keras safe mode on, so a file cannot run code. The
+The alphabet (characters and length) is read from the model, where
+`train.py` records it; `--alphabet` and `--length` are only needed for
+models saved before it did. The model is loaded with Keras safe mode on, so a file cannot run code. The
 exit status is 0 when every digit position reaches the threshold (PASS), 1
 when one does not (FAIL) and 2 when the model or the data cannot be used.
 """
@@ -18,8 +22,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # Keep TensorFlow's start-up chatter out of the report.
 
-from data.alphabet import Alphabet  # noqa: E402
+from data.alphabet import ALPHABET_PRESETS, Alphabet, alphabet_from_options  # noqa: E402
 from data.dataset import describe_skipped, load_labelled_folder  # noqa: E402
+from data.split import SUBSETS, read_split, select  # noqa: E402
 from models.evaluation import (  # noqa: E402
     PASS_THRESHOLD,
     add_verdict,
@@ -27,7 +32,7 @@ from models.evaluation import (  # noqa: E402
     format_accuracies,
     predict_codes,
 )
-from models.io import load_model  # noqa: E402
+from models.io import load_model, model_alphabet  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", nargs="?", default="my_model.keras", help="a .keras file (default: %(default)s)")
     parser.add_argument("--data", default="capts_val", help="folder of labelled images (default: %(default)s)")
     parser.add_argument("--labels", default=None, help="optional 'FILENAME LABEL' file for --data")
+    parser.add_argument(
+        "--split-file", default=None, help="a split written by train.py --data: score only the --subset images"
+    )
+    parser.add_argument(
+        "--subset", default="test", choices=SUBSETS, help="subset of --split-file to score (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--alphabet",
+        default=None,
+        help=f"for models that record no alphabet: a preset ({', '.join(ALPHABET_PRESETS)}) or the characters "
+        "(default: digits)",
+    )
+    parser.add_argument("--length", type=int, default=None, help="for models that record no alphabet (default: 4)")
     parser.add_argument(
         "--threshold",
         type=float,
@@ -89,10 +107,13 @@ def main(argv=None) -> dict:
     if not 0 <= args.threshold <= 1:
         print(f"error: --threshold must lie in [0, 1]. Received: {args.threshold}", file=sys.stderr)
         sys.exit(2)
-    alphabet = Alphabet()
     try:
         model = load_model(args.model)
+        named = args.alphabet is not None or args.length is not None
+        alphabet = model_alphabet(model, alphabet_from_options(args.alphabet, args.length) if named else None)
         data = load_labelled_folder(args.data, alphabet, labels_file=args.labels, strict=not args.skip_bad)
+        if args.split_file:
+            data = select(data, read_split(args.split_file)[args.subset])
         expected = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
         if expected != data.images.shape[1:] and expected != (None, None, 3):
             raise ValueError(
@@ -114,11 +135,12 @@ def main(argv=None) -> dict:
     else:
         print(f"Model {args.model} on {len(data)} images of {args.data}/")
         for position, accuracy in enumerate(result["position_accuracies"]):
-            print(f"  digit {position}: {accuracy:.4f}")
-        print(f"  mean per digit: {result['mean_accuracy']:.4f}")
+            print(f"  {alphabet.position_name} {position}: {accuracy:.4f}")
+        print(f"  mean per {alphabet.position_name}: {result['mean_accuracy']:.4f}")
         print(f"  whole CAPTCHA:  {result['whole_accuracy']:.4f}")
         verdict = "PASS" if result["passed"] else "FAIL"
-        print(f"{verdict}: every digit must reach {args.threshold:.0%} ({format_accuracies(result)})")
+        name = alphabet.position_name
+        print(f"{verdict}: every {name} must reach {args.threshold:.0%} ({format_accuracies(result)})")
     return result
 
 

@@ -4,11 +4,18 @@
     python train.py --model shawon           # the Kaggle baseline
     python train.py --epochs 3 --output runs/quick.keras
     python train.py --resume                 # continue an interrupted run
+    python train.py --train-dir notebook_train --val-dir notebook_val --alphabet imagecaptcha58 --length 4
+    python train.py --data ../shared/datasets/henan-4digit/images \
+        --labels ../shared/datasets/henan-4digit/labels.txt --split 0.8,0.1,0.1 --model fourblock
 
-Without the data folders it generates them first (see `python -m data.generate`).
-Beside the model it writes `<name>.history.csv` (per-epoch figures),
-`<name>.curves.png` (accuracy of each digit against epoch) and `<name>.json`
-(the resolved options and the final validation accuracies).
+Without the default data folders it generates them first (see `python -m
+data.generate`). With `--data` it splits one labelled folder by `--split` and
+`--split-seed` and records the split in `<name>.split.csv`. The image size is
+taken from the data; the alphabet (`--alphabet`, `--length`) is recorded in
+the saved model. Beside the model it writes `<name>.history.csv` (per-epoch
+figures), `<name>.curves.png` (accuracy of each position against epoch) and
+`<name>.json` (the resolved options and the final validation, and test,
+accuracies).
 
 Nothing is lost when training stops: the best model so far is saved
 (atomically) whenever it improves, and the full state of the last finished
@@ -32,18 +39,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's start-up
 import keras  # noqa: E402
 
 import models  # noqa: E402
-from data.alphabet import Alphabet  # noqa: E402
+from data.alphabet import ALPHABET_PRESETS, Alphabet, alphabet_from_options  # noqa: E402
 from data.batches import ArrayBatches  # noqa: E402
 from data.dataset import describe_skipped, load_labelled_folder  # noqa: E402
 from data.files import atomic_path  # noqa: E402
 from data.generate import DEFAULT_TRAIN_COUNT, DEFAULT_VAL_COUNT, generate_folder, read_manifest  # noqa: E402
 from data.labels import IMAGE_SUFFIXES  # noqa: E402
+from data.split import parse_fractions, read_split, select, split_filenames, write_split  # noqa: E402
 from models.evaluation import evaluate_model, format_accuracies  # noqa: E402
 from models.io import load_model  # noqa: E402
 from models.plots import plot_history, read_history  # noqa: E402
 from models.training import (  # noqa: E402
     BestModelCheckpoint,
     EpochReport,
+    TimeLimit,
     TrainingCheckpoint,
     compile_model,
     completed_epochs,
@@ -74,6 +83,28 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--train-dir", default="capts_train", help="training images (default: %(default)s)")
     group.add_argument("--val-dir", default="capts_val", help="validation images (default: %(default)s)")
     group.add_argument(
+        "--data",
+        default=None,
+        help="one labelled folder to split into training, validation and test images (instead of the two dirs)",
+    )
+    group.add_argument("--labels", default=None, help="optional 'FILENAME LABEL' file for --data")
+    group.add_argument(
+        "--split",
+        default="0.8,0.1,0.1",
+        help="train,val[,test] fractions of --data (default: %(default)s)",
+    )
+    group.add_argument("--split-seed", type=int, default=0, help="seed of the --data split (default: %(default)s)")
+    group.add_argument(
+        "--split-file", default=None, help="reuse the split recorded in this file instead of --split/--split-seed"
+    )
+    group.add_argument(
+        "--alphabet",
+        default="digits",
+        help=f"characters the labels use: a preset ({', '.join(ALPHABET_PRESETS)}) or the characters "
+        "themselves (default: %(default)s)",
+    )
+    group.add_argument("--length", type=int, default=4, help="characters per label (default: %(default)s)")
+    group.add_argument(
         "--train-count",
         type=int,
         default=DEFAULT_TRAIN_COUNT,
@@ -103,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default: none)")
     group.add_argument(
         "--patience", type=int, default=0, help="stop after this many epochs without improvement (default: 0, never)"
+    )
+    group.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="stop after the epoch that would end past this many seconds of training (default: none)",
     )
     group.add_argument("--seed", type=int, default=0, help="random seed for weights, shuffling and generation")
     group.add_argument("--quiet", action="store_true", help="no progress bars, only one line per epoch")
@@ -165,14 +202,40 @@ def write_json(path: Path, content: dict) -> None:
         temporary.write_text(json.dumps(content, indent=2) + "\n")
 
 
+def load_data(args, alphabet: Alphabet, split_path: Path):
+    """The training, validation and (possibly empty) test images the options name.
+
+    With `--data`, one folder is split (or the split of `--split-file` reused)
+    and the split is written to `split_path`; otherwise the two folders are
+    read, generating the default ones when they are missing.
+    """
+    if args.data is None:
+        default_alphabet = alphabet == Alphabet()
+        if default_alphabet:
+            ensure_data(Path(args.train_dir), args.train_count, seed=f"{args.seed}/train")
+            ensure_data(Path(args.val_dir), args.val_count, seed=f"{args.seed}/val")
+        train = load_labelled_folder(args.train_dir, alphabet, labels_file=args.labels, strict=not args.skip_bad)
+        val = load_labelled_folder(args.val_dir, alphabet, labels_file=args.labels, strict=not args.skip_bad)
+        return train, val, None, f"{args.train_dir}/ and {args.val_dir}/"
+    everything = load_labelled_folder(args.data, alphabet, labels_file=args.labels, strict=not args.skip_bad)
+    if args.split_file:
+        split = read_split(args.split_file)
+    else:
+        split = split_filenames(everything.filenames, parse_fractions(args.split), seed=args.split_seed)
+    write_split(split_path, split)
+    test = select(everything, split["test"]) if split["test"] else None
+    return select(everything, split["train"]), select(everything, split["val"]), test, f"{args.data}/"
+
+
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     output = Path(args.output)
     if output.suffix != ".keras":
         sys.exit(f"error: --output must end in .keras. Received: {output}")
     stem = output.with_suffix("")
-    history_path, curves_path, options_path, checkpoint_path, state_path = (
-        Path(f"{stem}{suffix}") for suffix in (".history.csv", ".curves.png", ".json", ".last.keras", ".last.json")
+    history_path, curves_path, options_path, checkpoint_path, state_path, split_path = (
+        Path(f"{stem}{suffix}")
+        for suffix in (".history.csv", ".curves.png", ".json", ".last.keras", ".last.json", ".split.csv")
     )
     state = resume_state(args, checkpoint_path, state_path) if args.resume else None
     if output.exists() and not args.force and not args.resume:
@@ -185,20 +248,18 @@ def main(argv=None) -> dict:
     if args.epochs < 1 or args.batch_size < 1 or args.learning_rate <= 0:
         sys.exit("error: --epochs and --batch-size must be positive, --learning-rate above zero.")
     output.parent.mkdir(parents=True, exist_ok=True)
-
-    started = time.time()
-    ensure_data(Path(args.train_dir), args.train_count, seed=f"{args.seed}/train")
-    ensure_data(Path(args.val_dir), args.val_count, seed=f"{args.seed}/val")
-    alphabet = Alphabet()
     try:
-        train = load_labelled_folder(args.train_dir, alphabet, strict=not args.skip_bad)
-        val = load_labelled_folder(args.val_dir, alphabet, strict=not args.skip_bad)
+        alphabet = alphabet_from_options(args.alphabet, args.length)
+        if args.time_limit is not None and args.time_limit <= 0:
+            raise ValueError(f"--time-limit must be positive. Received: {args.time_limit}")
+        started = time.time()
+        train, val, test, source = load_data(args, alphabet, split_path)
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error} (--skip-bad skips unusable images instead)")
     data_seconds = time.time() - started
     print(
-        f"Data: {len(train)} training images from {args.train_dir}/, {len(val)} validation images "
-        f"from {args.val_dir}/ ({data_seconds:.0f}s)",
+        f"Data: {len(train)} training, {len(val)} validation, {len(test) if test else 0} test images "
+        f"of {train.images.shape[2]}x{train.images.shape[1]} from {source} ({data_seconds:.0f}s); {alphabet}",
         flush=True,
     )
     for loaded, folder in ((train, args.train_dir), (val, args.val_dir)):
@@ -237,6 +298,9 @@ def main(argv=None) -> dict:
         # Last, so that the state it saves comes after the log row and the best model of its epoch.
         TrainingCheckpoint(checkpoint_path),
     ]
+    time_limit = TimeLimit(args.time_limit) if args.time_limit else None
+    if time_limit:
+        callbacks.append(time_limit)
     if args.patience:
         callbacks.append(keras.callbacks.EarlyStopping("val_mean_accuracy", mode="max", patience=args.patience))
     train_started = time.time()
@@ -265,7 +329,12 @@ def main(argv=None) -> dict:
 
     best = load_model(output)
     result = evaluate_model(best, val.images, val.codes, alphabet)
+    test_result = evaluate_model(best, test.images, test.codes, alphabet) if test else None
     history = read_history(history_path)
+    epochs_run = len(history.get("epoch", []))
+    images_trained = len(train) * epochs_run
+    if time_limit and time_limit.stopped_mid_epoch:  # The last epoch ended early: count what it trained on.
+        images_trained -= len(train) - min(len(train), time_limit.batches_in_epoch * args.batch_size)
     plot_history(
         history,
         curves_path,
@@ -274,20 +343,24 @@ def main(argv=None) -> dict:
     )
     summary = {
         "options": vars(args),
+        "alphabet": alphabet.get_config(),
+        "image_size": list(train.images.shape[1:3]),
         "model_file": str(output),
         "parameters": model.count_params(),
         "train_images": len(train),
         "val_images": len(val),
+        "test_images": len(test) if test else 0,
+        "split_file": str(split_path) if args.data else None,
         "best_epoch": checkpoint.best_epoch,
-        "epochs_run": len(history.get("epoch", [])),
+        "epochs_run": epochs_run,
         "resumed_after_epoch": initial_epoch if state is not None else None,
+        "stopped_by_time_limit": bool(time_limit and time_limit.stopped_mid_epoch),
         "interrupted": interrupted,
         "data_seconds": round(data_seconds, 1),
         "train_seconds": round(train_seconds, 1),
-        "train_images_per_second": round(
-            len(train) * (len(history.get("epoch", [])) - initial_epoch) / max(train_seconds, 1e-9), 1
-        ),
+        "train_images_per_second": round((images_trained - len(train) * initial_epoch) / max(train_seconds, 1e-9), 1),
         "validation": result,
+        "test": test_result,
         "history_file": str(history_path),
         "curves_file": str(curves_path),
     }
@@ -295,8 +368,10 @@ def main(argv=None) -> dict:
 
     print(f"\nBest epoch {checkpoint.best_epoch} saved to {output} ({train_seconds / 60:.1f} min of training).")
     for position, accuracy in enumerate(result["position_accuracies"]):
-        print(f"  validation accuracy of digit {position}: {accuracy:.4f}")
+        print(f"  validation accuracy of {alphabet.position_name} {position}: {accuracy:.4f}")
     print(f"  {format_accuracies(result)}")
+    if test_result:
+        print(f"  test ({len(test)} images): {format_accuracies(test_result)}")
     print(f"Curves: {curves_path}, history: {history_path}, options: {options_path}")
     return summary
 

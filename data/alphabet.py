@@ -7,9 +7,45 @@ exactly one place that decides which characters exist and in which order.
 
 from __future__ import annotations
 
+import string
+
 import numpy as np
 
 DIGITS = "0123456789"
+# The notebook's pool: digits and letters without the look-alikes l, o, I and O.
+IMAGECAPTCHA58 = "0123456789abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
+
+# Named character sets for `--alphabet`; any other value is taken as the characters themselves.
+ALPHABET_PRESETS = {
+    "digits": DIGITS,
+    "lowercase": string.ascii_lowercase,
+    "uppercase": string.ascii_uppercase,
+    "digits_lowercase": DIGITS + string.ascii_lowercase,
+    "digits_uppercase": DIGITS + string.ascii_uppercase,
+    "imagecaptcha58": IMAGECAPTCHA58,
+}
+
+
+def resolve_characters(name_or_characters: str) -> str:
+    """The characters of a preset name (`digits`, `imagecaptcha58`, ...), or the argument itself.
+
+    Args:
+        name_or_characters: A key of `ALPHABET_PRESETS` or literal characters such as "0123456789ABC".
+
+    Returns:
+        The characters in class order.
+    """
+    if not name_or_characters:
+        raise ValueError(
+            f"`alphabet` must be a preset ({', '.join(ALPHABET_PRESETS)}) or literal characters. "
+            f"Received: alphabet={name_or_characters!r}"
+        )
+    return ALPHABET_PRESETS.get(name_or_characters, name_or_characters)
+
+
+def alphabet_from_options(alphabet: str | None = "digits", length: int | None = 4) -> Alphabet:
+    """The `Alphabet` that command-line options `--alphabet` and `--length` name (None: digits, 4)."""
+    return Alphabet(resolve_characters(alphabet or "digits"), 4 if length is None else length)
 
 
 class Alphabet:
@@ -68,5 +104,14 @@ class Alphabet:
         return codes
 
     def decode(self, codes) -> str:
-        """Turns class codes back into text; the inverse of `encode`."""
-        return "".join(self.characters[int(code)] for code in codes)
+        """Turns class codes back into text; the inverse of `encode`.
+
+        Negative codes mean "no character" (a CTC model that read fewer
+        characters than `length`) and are skipped.
+        """
+        return "".join(self.characters[int(code)] for code in codes if int(code) >= 0)
+
+    @property
+    def position_name(self) -> str:
+        """What one position holds, for reports: "digit" for digit-only alphabets, else "character"."""
+        return "digit" if self.characters.isdigit() else "character"

@@ -1,18 +1,25 @@
-"""Generates the assignment's CAPTCHA folders with `multicolorcaptcha`.
+"""Generates CAPTCHA folders with `multicolorcaptcha` (the assignment's) or `captcha`'s ImageCaptcha.
 
     python -m data.generate                      # capts_train/ and capts_val/
     python -m data.generate --train-count 2000 --val-count 500 --seed 7
+    python -m data.generate --preset notebook    # the PyTorch notebook's 30,000/10,000/10,000 ImageCaptchas
+    python -m data.generate --generator imagecaptcha --width 160 --height 60 \
+        --alphabet imagecaptcha58 --length 4 --train-dir ic_train --val-dir ic_val
 
 Every image is seeded on its own (`seed/split/index`), so a folder is the same
 whatever the number of worker processes, and an interrupted run continues
 with `--resume` exactly where it stopped. multicolorcaptcha draws from
 Python's global `random` and lists its fonts in file-system order; we sort the
-font list so that the result does not depend on that order.
+font list so that the result does not depend on that order. captcha 0.7
+draws from the `secrets` module, which no seed controls; while it draws one
+image, the kit hands it a stand-in `secrets` backed by a `random.Random`
+seeded for that image (`seeded_secrets`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -21,7 +28,7 @@ from functools import partial
 from multiprocessing import Pool
 from pathlib import Path
 
-from data.alphabet import DIGITS, Alphabet
+from data.alphabet import ALPHABET_PRESETS, DIGITS, IMAGECAPTCHA58, Alphabet, alphabet_from_options
 from data.files import atomic_path
 from data.labels import kit_filename, list_image_files
 
@@ -45,19 +52,126 @@ def _multicolor_generator():
     return _generator
 
 
-def make_captcha(seed: str, index: int):
+class MulticolorCaptcha:
+    """The assignment's generator: `multicolorcaptcha.CaptchaGenerator(0)`, four digits on 256x144."""
+
+    name = "multicolorcaptcha"
+
+    def __init__(self, width: int | None = None, height: int | None = None, alphabet: Alphabet | None = None):
+        if (width or IMAGE_SIZE[1], height or IMAGE_SIZE[0]) != (IMAGE_SIZE[1], IMAGE_SIZE[0]):
+            raise ValueError(f"multicolorcaptcha draws 256x144 images. Received: width={width}, height={height}")
+        if alphabet is not None and alphabet != MULTICOLOR_ALPHABET:
+            raise ValueError(f"multicolorcaptcha draws four digits. Received: alphabet={alphabet}")
+        self.alphabet = MULTICOLOR_ALPHABET
+
+    def settings(self) -> dict:
+        return {"generator": "multicolorcaptcha==1.2.0", "captcha_size_num": 0, "difficult_level": 0}
+
+    def draw(self, seed: str):
+        random.seed(seed)
+        captcha = _multicolor_generator().gen_captcha_image(difficult_level=0)
+        return captcha.image.convert("RGB"), captcha.characters
+
+
+class SeededSecrets:
+    """The part of the `secrets` module that captcha 0.7 uses, drawn from a seeded `random.Random`."""
+
+    def __init__(self, source: random.Random):
+        self.source = source
+
+    def randbelow(self, exclusive_upper_bound: int) -> int:
+        return self.source.randrange(exclusive_upper_bound)
+
+    def randbits(self, bits: int) -> int:
+        return self.source.getrandbits(bits)
+
+    def choice(self, sequence):
+        return self.source.choice(sequence)
+
+
+@contextlib.contextmanager
+def seeded_secrets(source: random.Random):
+    """Makes `captcha.image` draw from `source` instead of the unseedable `secrets` module, then restores it."""
+    import captcha.image
+
+    original = captcha.image.secrets
+    captcha.image.secrets = SeededSecrets(source)
+    try:
+        yield
+    finally:
+        captcha.image.secrets = original
+
+
+_image_captchas = {}
+
+
+class ImageCaptchaGenerator:
+    """`captcha.image.ImageCaptcha` (the PyTorch notebook's), any size, alphabet and length.
+
+    The label's characters are drawn uniformly from the alphabet; the image
+    uses the library's own font and noise. Both come from one
+    `random.Random` seeded by the image's seed, so the same seed gives
+    byte-identical images.
+    """
+
+    name = "imagecaptcha"
+
+    def __init__(self, width: int | None = None, height: int | None = None, alphabet: Alphabet | None = None):
+        self.width, self.height = width or 160, height or 60
+        if self.width < 1 or self.height < 1:
+            raise ValueError(f"Image size must be positive. Received: width={self.width}, height={self.height}")
+        self.alphabet = alphabet or Alphabet(IMAGECAPTCHA58, 4)
+
+    def settings(self) -> dict:
+        from importlib.metadata import version
+
+        return {
+            "generator": f"captcha=={version('captcha')}",
+            "width": self.width,
+            "height": self.height,
+            "alphabet": self.alphabet.characters,
+            "length": self.alphabet.length,
+        }
+
+    def draw(self, seed: str):
+        from captcha.image import ImageCaptcha
+
+        key = (self.width, self.height)
+        if key not in _image_captchas:  # One per process: it loads its fonts once.
+            _image_captchas[key] = ImageCaptcha(width=self.width, height=self.height)
+        source = random.Random(seed)
+        label = "".join(source.choice(self.alphabet.characters) for _ in range(self.alphabet.length))
+        with seeded_secrets(source):
+            image = _image_captchas[key].generate_image(label)
+        return image.convert("RGB"), label
+
+
+GENERATORS = {generator.name: generator for generator in (MulticolorCaptcha, ImageCaptchaGenerator)}
+
+
+def get_generator(name: str = "multicolorcaptcha", width=None, height=None, alphabet: Alphabet | None = None):
+    """The generator called `name` (see `GENERATORS`) with the given image size and alphabet."""
+    if name not in GENERATORS:
+        raise ValueError(f"Unknown generator {name!r}. Choose one of: {', '.join(GENERATORS)}")
+    return GENERATORS[name](width=width, height=height, alphabet=alphabet)
+
+
+def make_captcha(seed: str, index: int, generator=None):
     """Draws CAPTCHA number `index` of the stream named `seed`.
 
+    Args:
+        seed: Names the stream.
+        index: The image's number in it.
+        generator: From `get_generator` (default: multicolorcaptcha).
+
     Returns:
-        (PIL RGB image of 144x256, its four-digit label).
+        (PIL RGB image, its label).
     """
-    random.seed(f"{seed}/{index}")
-    captcha = _multicolor_generator().gen_captcha_image(difficult_level=0)
-    return captcha.image.convert("RGB"), captcha.characters
+    return (generator or MulticolorCaptcha()).draw(f"{seed}/{index}")
 
 
-def _write_one(folder: Path, seed: str, index: int) -> str:
-    image, label = make_captcha(seed, index)
+def _write_one(folder: Path, seed: str, generator, index: int) -> str:
+    image, label = make_captcha(seed, index, generator)
     path = folder / kit_filename(label, index)
     with atomic_path(path) as temporary:
         image.save(temporary, format="PNG")
@@ -72,6 +186,7 @@ def generate_folder(
     force: bool = False,
     resume: bool = False,
     progress: bool = True,
+    generator=None,
 ) -> Path:
     """Fills `folder` with `count` CAPTCHAs named `LABEL_INDEX.png`.
 
@@ -79,6 +194,7 @@ def generate_folder(
         folder: Destination; created if missing.
         count: Number of images.
         seed: Names the random stream; the same seed gives the same images.
+        generator: From `get_generator` (default: multicolorcaptcha).
         workers: Processes to use (default: every CPU core).
         force: Delete the images already in `folder` first.
         resume: Keep the images of an interrupted run with the same seed and
@@ -94,13 +210,8 @@ def generate_folder(
         raise ValueError(f"`count` must be at least 1. Received: count={count}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "generator": "multicolorcaptcha==1.2.0",
-        "captcha_size_num": 0,
-        "difficult_level": 0,
-        "seed": str(seed),
-        "count": count,
-    }
+    generator = generator or MulticolorCaptcha()
+    manifest = {**generator.settings(), "seed": str(seed), "count": count}
     # A run killed mid-write leaves its temporary files (never a half-written image under a real name).
     for leftover in folder.glob(".*.tmp*"):
         leftover.unlink(missing_ok=True)
@@ -108,7 +219,7 @@ def generate_folder(
     done = set()
     if existing:
         previous = read_manifest(folder)
-        if resume and previous.get("seed") == str(seed) and previous.get("count") == count:
+        if resume and all(previous.get(key) == value for key, value in manifest.items()):
             done = {_kit_index(path.name) for path in existing}
         elif force:
             for path in existing:
@@ -127,7 +238,7 @@ def generate_folder(
 
     indices = [index for index in range(count) if index not in done]
     workers = workers or os.cpu_count() or 1
-    write = partial(_write_one, folder, str(seed))
+    write = partial(_write_one, folder, str(seed), generator)
     bar = tqdm(
         total=count,
         initial=count - len(indices),
@@ -168,6 +279,49 @@ def _write_manifest(folder: Path, manifest: dict) -> None:
         temporary.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+# Named settings for `--preset`; options given on the command line override them.
+PRESETS = {
+    "assignment": {
+        "generator": "multicolorcaptcha",
+        "train_dir": "capts_train",
+        "val_dir": "capts_val",
+        "test_dir": None,
+        "train_count": DEFAULT_TRAIN_COUNT,
+        "val_count": DEFAULT_VAL_COUNT,
+        "test_count": 0,
+    },
+    "notebook": {
+        "generator": "imagecaptcha",
+        "width": 160,
+        "height": 60,
+        "alphabet": "imagecaptcha58",
+        "length": 4,
+        "train_dir": "notebook_train",
+        "val_dir": "notebook_val",
+        "test_dir": "notebook_test",
+        "train_count": 30_000,
+        "val_count": 10_000,
+        "test_count": 10_000,
+    },
+}
+
+
+def generate_sets(folders: dict, counts: dict, seed=0, **options) -> list[Path]:
+    """Generates several folders (e.g. train, val, test) from one seed, a distinct stream for each.
+
+    Args:
+        folders: Subset name to folder; subsets whose folder or count is empty are skipped.
+        counts: Subset name to number of images.
+        seed: The run's seed; subset `name` uses the stream `{seed}/{name}`.
+        **options: Passed to `generate_folder` (generator, workers, force, ...).
+    """
+    return [
+        generate_folder(folders[name], counts[name], seed=f"{seed}/{name}", **options)
+        for name in folders
+        if folders[name] and counts.get(name)
+    ]
+
+
 def generate_assignment_data(
     train_dir="capts_train",
     val_dir="capts_val",
@@ -177,41 +331,71 @@ def generate_assignment_data(
     **options,
 ) -> None:
     """Generates both assignment folders from one seed (distinct streams for each)."""
-    generate_folder(train_dir, train_count, seed=f"{seed}/train", **options)
-    generate_folder(val_dir, val_count, seed=f"{seed}/val", **options)
+    generate_sets({"train": train_dir, "val": val_dir}, {"train": train_count, "val": val_count}, seed, **options)
+
+
+def build_parser(preset: str = "assignment") -> argparse.ArgumentParser:
+    settings = {"width": None, "height": None, "alphabet": None, "length": None, **PRESETS[preset]}
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--preset",
+        default="assignment",
+        choices=PRESETS,
+        help="named settings, overridden by the options below: assignment (multicolorcaptcha, 30,000 + 5,000) "
+        "or notebook (ImageCaptcha 160x60, imagecaptcha58, 4 characters, 30,000 + 10,000 + 10,000) "
+        "(default: %(default)s)",
+    )
+    group = parser.add_argument_group("images")
+    group.add_argument("--generator", choices=GENERATORS, help="which library draws the CAPTCHAs")
+    group.add_argument("--width", type=int, help="image width (imagecaptcha; default 160)")
+    group.add_argument("--height", type=int, help="image height (imagecaptcha; default 60)")
+    group.add_argument(
+        "--alphabet",
+        help=f"label characters (imagecaptcha): a preset ({', '.join(ALPHABET_PRESETS)}) or the characters; "
+        "default imagecaptcha58",
+    )
+    group.add_argument("--length", type=int, help="characters per label (imagecaptcha; default 4)")
+    group = parser.add_argument_group("folders and counts")
+    group.add_argument("--train-dir", help="training folder")
+    group.add_argument("--val-dir", help="validation folder")
+    group.add_argument("--test-dir", help="test folder (none for the assignment)")
+    group.add_argument("--train-count", type=int, help="training images")
+    group.add_argument("--val-count", type=int, help="validation images")
+    group.add_argument("--test-count", type=int, help="test images")
+    group = parser.add_argument_group("run")
+    group.add_argument(
+        "--seed", type=int, default=0, help="random seed; the same seed gives the same images (default: %(default)s)"
+    )
+    group.add_argument("--workers", type=int, default=None, help="processes (default: all CPU cores)")
+    group.add_argument("--force", action="store_true", help="delete images already in the folders first")
+    group.add_argument("--resume", action="store_true", help="finish an interrupted run with the same seed and counts")
+    parser.set_defaults(**settings)
+    return parser
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-dir", default="capts_train", help="training folder (default: %(default)s)")
-    parser.add_argument("--val-dir", default="capts_val", help="validation folder (default: %(default)s)")
-    parser.add_argument(
-        "--train-count", type=int, default=DEFAULT_TRAIN_COUNT, help="training images (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--val-count", type=int, default=DEFAULT_VAL_COUNT, help="validation images (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="random seed; the same seed gives the same images (default: %(default)s)"
-    )
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPU cores)")
-    parser.add_argument("--force", action="store_true", help="delete images already in the folders first")
-    parser.add_argument("--resume", action="store_true", help="finish an interrupted run with the same seed and counts")
+    preset = build_parser().parse_known_args(argv)[0].preset
+    parser = build_parser(preset)
     args = parser.parse_args(argv)
+    folders = {"train": args.train_dir, "val": args.val_dir, "test": args.test_dir}
+    counts = {"train": args.train_count, "val": args.val_count, "test": args.test_count}
     try:
-        generate_assignment_data(
-            args.train_dir,
-            args.val_dir,
-            args.train_count,
-            args.val_count,
+        alphabet = None
+        if args.alphabet is not None or args.length is not None:
+            alphabet = alphabet_from_options(args.alphabet or "imagecaptcha58", args.length or 4)
+        generator = get_generator(args.generator, width=args.width, height=args.height, alphabet=alphabet)
+        written = generate_sets(
+            folders,
+            counts,
             seed=args.seed,
+            generator=generator,
             workers=args.workers,
             force=args.force,
             resume=args.resume,
         )
     except (FileExistsError, ValueError) as error:
         parser.exit(2, f"error: {error}\n")
-    return Path(args.train_dir), Path(args.val_dir)
+    return written
 
 
 if __name__ == "__main__":

@@ -48,3 +48,27 @@ def conv_bn_relu(x, filters: int, name: str):
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def character_heads(features, alphabet, hidden_units: int | None = None, dropout: float = 0.0):
+    """One classifier per character position on shared features, stacked to (batch, length, classes).
+
+    Args:
+        features: A (batch, features) tensor.
+        alphabet: Gives the number of heads (`length`) and of classes.
+        hidden_units: Width of each head's hidden ReLU layer; None for a single linear layer.
+        dropout: Dropout in each head, before its output layer.
+    """
+    classes = alphabet.num_classes
+    branches = []
+    for position in range(alphabet.length):
+        y = features
+        if hidden_units:
+            y = layers.Dense(hidden_units, activation="relu", name=f"char{position}_dense")(y)
+        if dropout:
+            y = layers.Dropout(dropout, name=f"char{position}_dropout")(y)
+        y = layers.Dense(classes, activation="softmax", name=f"char{position}_softmax")(y)
+        branches.append(layers.Reshape((1, classes), name=f"char{position}_reshape")(y))
+    if len(branches) == 1:
+        return layers.Identity(name="character_scores")(branches[0])
+    return layers.Concatenate(axis=1, name="character_scores")(branches)

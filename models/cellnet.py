@@ -86,7 +86,7 @@ def build_cellnet(
     x = layers.Dropout(dropout, name="cell_dropout")(x)
     x = layers.Dense(hidden_units, activation="relu", name="classifier_hidden")(x)
     x = layers.Dropout(dropout, name="classifier_dropout")(x)
-    outputs = layers.Dense(alphabet.num_classes, activation="softmax", name="characters")(x)
+    outputs = layers.Dense(alphabet.num_classes, activation="softmax", name="character_scores")(x)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -1,14 +1,31 @@
-"""Turning model outputs into per-position scores, class codes and text: the one decoder."""
+"""Turning model outputs into per-position scores, class codes, text and confidences: the one decoder.
+
+Two kinds of outputs exist. Most models give one softmax per character
+position, (images, length, classes): the code at each position is its
+argmax. A CTC model gives one softmax per time step over the classes and a
+final blank, (images, time steps, classes + 1): its text is the greedy CTC
+path (`keras.ops.ctc_decode`: best class per step, repeats merged, blanks
+dropped). Both become class codes of shape (images, length), with -1 where a
+CTC model read fewer than `length` characters, so that the same metrics
+score both.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+from keras import ops
 
 from data.alphabet import Alphabet
 
 
+def is_ctc_output(outputs, alphabet: Alphabet) -> bool:
+    """True for (images, time steps, classes + 1) CTC scores."""
+    shape = getattr(outputs, "shape", None)
+    return shape is not None and len(shape) == 3 and shape[-1] == alphabet.num_classes + 1
+
+
 def position_scores(outputs, alphabet: Alphabet) -> np.ndarray:
-    """Brings the common output layouts to one array of shape (images, length, classes).
+    """Brings the common per-position output layouts to one array of shape (images, length, classes).
 
     Accepted layouts: the kit's (images, length, classes); a list of `length`
     arrays of (images, classes), one per character head; a flat
@@ -31,14 +48,53 @@ def position_scores(outputs, alphabet: Alphabet) -> np.ndarray:
     if outputs.ndim == 2 and outputs.shape[1] == length * classes:
         return outputs.reshape(-1, length, classes)
     raise ValueError(
-        f"Expected outputs of shape (images, {length}, {classes}), (images, {length * classes}) "
-        f"or {length} arrays of (images, {classes}). Received shape: {outputs.shape}"
+        f"Expected outputs of shape (images, {length}, {classes}), (images, {length * classes}), "
+        f"{length} arrays of (images, {classes}) or CTC scores (images, time steps, {classes + 1}). "
+        f"Received shape: {outputs.shape}"
     )
+
+
+def ctc_greedy_codes(scores, length: int):
+    """Greedy CTC decoding of (batch, time steps, classes + 1) softmax scores, the blank last.
+
+    Works on tensors inside a Keras metric and on NumPy arrays alike.
+
+    Args:
+        scores: Per-time-step probabilities.
+        length: How many codes to keep per image.
+
+    Returns:
+        (codes, confidences): int32 codes (batch, length) padded with -1, and
+        the probability of the greedy path (batch,).
+    """
+    scores = ops.convert_to_tensor(scores)
+    shape = ops.shape(scores)
+    steps = ops.full((shape[0],), shape[1], dtype="int32")
+    log_probabilities = ops.log(ops.maximum(scores, 1e-12))
+    decoded, negative_log = ops.ctc_decode(log_probabilities, steps, strategy="greedy", mask_index=scores.shape[-1] - 1)
+    if scores.shape[1] is not None and scores.shape[1] < length:
+        raise ValueError(f"CTC scores have {scores.shape[1]} time steps; at least `length`={length} are needed.")
+    # The decoded paths come padded with -1 to the number of time steps.
+    return ops.cast(decoded[0][:, :length], "int32"), ops.exp(-negative_log[:, 0])
+
+
+def decode_with_confidence(outputs, alphabet: Alphabet) -> tuple[np.ndarray, np.ndarray]:
+    """Class codes (images, length) and each image's confidence in [0, 1].
+
+    The confidence is the probability the model gives to the text it read:
+    the product of the per-position maxima, or of the per-step maxima of the
+    greedy CTC path.
+    """
+    if is_ctc_output(outputs, alphabet):
+        codes, confidences = ctc_greedy_codes(np.asarray(outputs, "float32"), alphabet.length)
+        return ops.convert_to_numpy(codes), ops.convert_to_numpy(confidences)
+    scores = position_scores(outputs, alphabet)
+    return scores.argmax(axis=-1), scores.max(axis=-1).prod(axis=-1)
 
 
 def decode_codes(outputs, alphabet: Alphabet) -> np.ndarray:
     """Most likely class code at each position: int array (images, length)."""
-    return position_scores(outputs, alphabet).argmax(axis=-1)
+    return decode_with_confidence(outputs, alphabet)[0]
 
 
 def decode_text(outputs, alphabet: Alphabet) -> list[str]:

@@ -15,7 +15,9 @@ from pathlib import Path
 import keras
 
 import models  # noqa: F401  (registers the kit's layers for deserialization)
+from data.alphabet import Alphabet
 from data.files import atomic_path
+from models.layers import find_alphabet_tag
 
 # Markers of Python code serialized into a model config (a lambda's bytecode).
 UNSAFE_CLASS_NAMES = ("__lambda__",)
@@ -113,3 +115,24 @@ def _check_suffix(path) -> Path:
     if path.suffix != ".keras":
         raise ValueError(f"Model files must end in .keras. Received: {path}")
     return path
+
+
+def model_alphabet(model: keras.Model, given: Alphabet | None = None) -> Alphabet:
+    """The alphabet a model reads, as recorded in it by `get_model` (its `AlphabetTag` layer).
+
+    Args:
+        model: A built or loaded model.
+        given: An alphabet the user named (e.g. `--alphabet`, `--length`):
+            checked against the recorded one, and used for models saved
+            before the kit recorded alphabets. Those default to four digits.
+
+    Raises:
+        ValueError: `given` differs from the alphabet the model records.
+    """
+    tag = find_alphabet_tag(model)
+    if tag is None:
+        return given or Alphabet()
+    recorded = Alphabet(tag.characters, tag.length)
+    if given is not None and given != recorded:
+        raise ValueError(f"Model {model.name!r} reads {recorded}. Received: {given}")
+    return recorded

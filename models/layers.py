@@ -29,3 +29,48 @@ class ForegroundMap(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], 1)
+
+
+@keras.saving.register_keras_serializable(package="captcha_kit")
+class AlphabetTag(layers.Layer):
+    """The model's output layer: passes the scores through and records the alphabet in the `.keras` file.
+
+    `models.get_model` ends every model with this layer, named `characters`,
+    so a saved model carries the characters it reads (in class order), the
+    label length and whether its scores are per position or per CTC time
+    step. Evaluation and inference read them back with `model_alphabet`
+    and need no side file. It has no weights and costs nothing.
+
+    Args:
+        characters: The alphabet's characters in class order.
+        length: The label length.
+        ctc: True when the scores are (batch, time steps, classes + 1), the
+            last class being the CTC blank; False for (batch, length, classes).
+    """
+
+    def __init__(self, characters: str, length: int, ctc: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.characters, self.length, self.ctc = characters, int(length), bool(ctc)
+
+    def call(self, scores):
+        return scores
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "characters": self.characters, "length": self.length, "ctc": self.ctc}
+
+
+def find_alphabet_tag(model: keras.Model) -> AlphabetTag | None:
+    """The model's `AlphabetTag` layer, or None for models made before the kit recorded alphabets."""
+    for layer in reversed(model.layers):
+        if isinstance(layer, AlphabetTag):
+            return layer
+    return None
+
+
+def is_ctc_model(model: keras.Model) -> bool:
+    """True when the model's scores are per CTC time step (see `AlphabetTag`)."""
+    tag = find_alphabet_tag(model)
+    return bool(tag and tag.ctc)

@@ -10,6 +10,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from models.decoding import ctc_greedy_codes
+
 
 def position_accuracies(true_codes, predicted_codes) -> np.ndarray:
     """Fraction of images whose character at each position is right; shape (length,)."""
@@ -33,44 +35,55 @@ def _check_codes(true_codes, predicted_codes):
     return true_codes, predicted_codes
 
 
-def _correct_characters(y_true, y_pred):
-    """Boolean (batch, length): sparse or one-hot targets against per-position scores."""
-    if len(y_true.shape) == len(y_pred.shape):
-        y_true = ops.argmax(y_true, axis=-1)
-    return ops.equal(ops.cast(y_true, "int32"), ops.cast(ops.argmax(y_pred, axis=-1), "int32"))
+def _correct_characters(y_true, y_pred, ctc: bool = False):
+    """Boolean (batch, length): sparse or one-hot targets against per-position or CTC scores."""
+    if ctc:
+        # Sparse targets only: a CTC target may be shorter than `length`, padded with -1.
+        predicted = ctc_greedy_codes(y_pred, y_true.shape[-1])[0]
+    else:
+        if len(y_true.shape) == len(y_pred.shape):
+            y_true = ops.argmax(y_true, axis=-1)
+        predicted = ops.argmax(y_pred, axis=-1)
+    return ops.equal(ops.cast(y_true, "int32"), ops.cast(predicted, "int32"))
 
 
 @keras.saving.register_keras_serializable(package="captcha_kit")
 class PositionAccuracy(keras.metrics.MeanMetricWrapper):
-    """Accuracy of the character at one position (e.g. the first digit)."""
+    """Accuracy of the character at one position (e.g. the first digit).
 
-    def __init__(self, position: int, name: str | None = None, dtype=None):
+    Args:
+        position: Which character, from 0.
+        ctc: The model gives CTC scores (see `models.decoding`).
+    """
+
+    def __init__(self, position: int, ctc: bool = False, name: str | None = None, dtype=None):
         super().__init__(
-            fn=lambda y_true, y_pred: ops.cast(_correct_characters(y_true, y_pred)[:, position], "float32"),
+            fn=lambda y_true, y_pred: ops.cast(_correct_characters(y_true, y_pred, ctc)[:, position], "float32"),
             name=name or f"digit_{position}_accuracy",
             dtype=dtype,
         )
-        self.position = position
+        self.position, self.ctc = position, ctc
 
     def get_config(self):
-        return {"position": self.position, "name": self.name, "dtype": self.dtype}
+        return {"position": self.position, "ctc": self.ctc, "name": self.name, "dtype": self.dtype}
 
 
 @keras.saving.register_keras_serializable(package="captcha_kit")
 class SequenceAccuracy(keras.metrics.MeanMetricWrapper):
     """Whole-CAPTCHA accuracy: every character of the image right."""
 
-    def __init__(self, name: str = "whole_accuracy", dtype=None):
+    def __init__(self, ctc: bool = False, name: str = "whole_accuracy", dtype=None):
         super().__init__(
-            fn=lambda y_true, y_pred: ops.cast(ops.all(_correct_characters(y_true, y_pred), axis=-1), "float32"),
+            fn=lambda y_true, y_pred: ops.cast(ops.all(_correct_characters(y_true, y_pred, ctc), axis=-1), "float32"),
             name=name,
             dtype=dtype,
         )
+        self.ctc = ctc
 
     def get_config(self):
-        return {"name": self.name, "dtype": self.dtype}
+        return {"ctc": self.ctc, "name": self.name, "dtype": self.dtype}
 
 
-def accuracy_metrics(length: int) -> list[keras.metrics.Metric]:
+def accuracy_metrics(length: int, ctc: bool = False) -> list[keras.metrics.Metric]:
     """The metrics every training run reports: one per position, then whole accuracy."""
-    return [PositionAccuracy(position) for position in range(length)] + [SequenceAccuracy()]
+    return [PositionAccuracy(position, ctc=ctc) for position in range(length)] + [SequenceAccuracy(ctc=ctc)]

@@ -110,3 +110,32 @@ def plot_confusion(true_codes, predicted_codes, characters: str, path: str | Pat
     axis.set(xlabel="read as", ylabel="true character", title=title or "Character confusions")
     figure.tight_layout()
     return save_figure(figure, path)
+
+
+def plot_comparison(
+    histories: dict[str, dict[str, list[float]]], path: str | Path, length: int, title: str = ""
+) -> Path:
+    """Validation accuracy against epoch for several models on one plot.
+
+    Solid: whole-CAPTCHA accuracy; dashed, same colour: mean per-position accuracy.
+
+    Args:
+        histories: Model name to its `read_history` columns.
+        path: PNG to write.
+        length: Characters per label (for the per-position columns).
+    """
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for index, (name, history) in enumerate(histories.items()):
+        epochs = [int(epoch) + 1 for epoch in history["epoch"]]
+        mean = [
+            sum(history[f"val_digit_{position}_accuracy"][row] for position in range(length)) / length
+            for row in range(len(epochs))
+        ]
+        axis.plot(epochs, history["val_whole_accuracy"], "-o", color=f"C{index}", markersize=3, label=f"{name} whole")
+        axis.plot(epochs, mean, "--", color=f"C{index}", alpha=0.7, label=f"{name} per position")
+    axis.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0, 1.01), title=title or "Validation accuracy")
+    axis.xaxis.get_major_locator().set_params(integer=True)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, ncol=2, loc="lower right")
+    figure.tight_layout()
+    return save_figure(figure, path)

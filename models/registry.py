@@ -7,13 +7,20 @@
 
 Every builder takes the alphabet (characters and label length) and the raw
 input image size, and returns a Functional model whose input is the raw
-uint8-valued image and whose output, named `characters`, holds one softmax
-over the alphabet per character position: shape (batch, length, classes).
+uint8-valued image and whose output holds one softmax over the alphabet per
+character position: shape (batch, length, classes). A CTC model instead
+gives one softmax over the alphabet and a final blank class per time step:
+(batch, time steps, classes + 1). `get_model` appends an `AlphabetTag`
+layer named `characters` that records the alphabet (and which of the two
+kinds of scores the model gives) inside the saved `.keras` file.
 """
 
 from __future__ import annotations
 
+import keras
+
 from data.alphabet import Alphabet
+from models.layers import AlphabetTag
 
 _BUILDERS = {}
 DEFAULT_MODEL = "cellnet"
@@ -67,4 +74,16 @@ def get_model(name: str, alphabet: Alphabet | None = None, image_size=DEFAULT_IM
         image_size: (height, width) of the raw input images.
         **options: Passed to the builder (e.g. `dropout=0.0`).
     """
-    return _check_name(name)(alphabet=alphabet or Alphabet(), image_size=tuple(image_size), **options)
+    builder = _check_name(name)
+    alphabet = alphabet or Alphabet()
+    model = builder(alphabet=alphabet, image_size=tuple(image_size), **options)
+    classes = model.output_shape[-1]
+    if classes not in (alphabet.num_classes, alphabet.num_classes + 1):
+        raise ValueError(
+            f"Model {name!r} gives {classes} scores per position; expected {alphabet.num_classes} "
+            f"(per position) or {alphabet.num_classes + 1} (CTC, with the blank) for {alphabet}."
+        )
+    tag = AlphabetTag(alphabet.characters, alphabet.length, ctc=classes == alphabet.num_classes + 1, name="characters")(
+        model.outputs[0]
+    )
+    return keras.Model(model.inputs, tag, name=model.name)

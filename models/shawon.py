@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.blocks import default_crop, image_input, preprocess
+from models.blocks import character_heads, default_crop, image_input, preprocess
 from models.registry import register_model
 
 
@@ -29,17 +29,7 @@ def build_shawon(
             x = layers.BatchNormalization(name="bn")(x)
         x = layers.MaxPooling2D(padding="same", name=f"pool{stage}")(x)
     features = layers.Flatten(name="flatten")(x)
-    branches = []
-    for position in range(alphabet.length):
-        y = layers.Dense(dense_units, activation="relu", name=f"char{position}_dense")(features)
-        y = layers.Dropout(dropout, name=f"char{position}_dropout")(y)
-        y = layers.Dense(alphabet.num_classes, activation="softmax", name=f"char{position}_softmax")(y)
-        branches.append(layers.Reshape((1, alphabet.num_classes), name=f"char{position}_reshape")(y))
-    outputs = (
-        layers.Concatenate(axis=1, name="characters")(branches)
-        if len(branches) > 1
-        else layers.Identity(name="characters")(branches[0])
-    )
+    outputs = character_heads(features, alphabet, hidden_units=dense_units, dropout=dropout)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -68,3 +58,11 @@ def shawon_tiny(alphabet, image_size, **options):
     """A few-thousand-parameter shawon for tests."""
     options.setdefault("foreground", True)
     return build_shawon(alphabet, image_size, filters=(2, 4, 4), dense_units=8, name="shawon_tiny", **options)
+
+
+@register_model
+def shawon_rgb_tiny(alphabet, image_size, **options):
+    """A few-thousand-parameter shawon_rgb for tests."""
+    return build_shawon(
+        alphabet, image_size, filters=(2, 4, 4), dense_units=8, foreground=False, name="shawon_rgb_tiny", **options
+    )

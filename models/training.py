@@ -16,6 +16,8 @@ import keras
 import numpy as np
 
 from models.io import save_checkpoint, save_model
+from models.layers import is_ctc_model
+from models.losses import CTCLoss
 from models.metrics import accuracy_metrics
 
 
@@ -29,7 +31,8 @@ def compile_model(
 ) -> keras.Model:
     """Adam(W) with a short linear warm-up then cosine decay to zero, sparse cross-entropy.
 
-    The cosine schedule is what lets a 10-epoch run end converged: the large
+    A CTC model (see `models.layers.AlphabetTag`) gets the CTC loss and
+    metrics that decode its time steps instead. The cosine schedule is what lets a 10-epoch run end converged: the large
     early steps move fast, the small late steps settle the weights.
     """
     warmup_steps = max(1, int(total_steps * warmup_fraction))
@@ -42,10 +45,11 @@ def compile_model(
     optimizer = (
         keras.optimizers.AdamW(schedule, weight_decay=weight_decay) if weight_decay else keras.optimizers.Adam(schedule)
     )
+    ctc = is_ctc_model(model)
     model.compile(
         optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=accuracy_metrics(length),
+        loss=CTCLoss() if ctc else keras.losses.SparseCategoricalCrossentropy(),
+        metrics=accuracy_metrics(length, ctc=ctc),
     )
     return model
 
@@ -87,6 +91,34 @@ class EpochReport(keras.callbacks.Callback):
             f" - val mean {logs['val_mean_accuracy']:.4f} - val whole {logs['val_whole_accuracy']:.4f}",
             flush=True,
         )
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training after the first batch that ends past `seconds`; that epoch is still validated.
+
+    Gives several models the same time budget (`compare.py`). Records how
+    many batches the last epoch trained, so that throughput counts only the
+    images actually trained on.
+    """
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        if seconds <= 0:
+            raise ValueError(f"`seconds` must be positive. Received: seconds={seconds}")
+        self.seconds = seconds
+        self.stopped_mid_epoch, self.batches_in_epoch = False, 0
+
+    def on_train_begin(self, logs=None):
+        self.started = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches_in_epoch = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches_in_epoch += 1
+        if time.time() - self.started > self.seconds and not self.model.stop_training:
+            self.model.stop_training = True
+            self.stopped_mid_epoch = True
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from data.alphabet import Alphabet
+from data.alphabet import Alphabet, alphabet_from_options, resolve_characters
 
 
 def test_encode_decode_round_trip():
@@ -29,3 +29,17 @@ def test_bad_alphabet():
         Alphabet("0012")
     with pytest.raises(ValueError, match="length"):
         Alphabet("01", 0)
+
+
+def test_presets_and_literal_characters():
+    assert alphabet_from_options("digits", 4) == Alphabet()
+    imagecaptcha = alphabet_from_options("imagecaptcha58", 4)
+    assert imagecaptcha.num_classes == 58 and not set("loIO") & set(imagecaptcha.characters)
+    assert alphabet_from_options("xyz", 2) == Alphabet("xyz", 2)
+    with pytest.raises(ValueError, match="alphabet=''"):
+        resolve_characters("")
+
+
+def test_decode_skips_missing_characters():
+    assert Alphabet("abc", 3).decode([2, -1, -1]) == "c"
+    assert Alphabet().position_name == "digit" and Alphabet("ab").position_name == "character"

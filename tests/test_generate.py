@@ -7,8 +7,10 @@ from pathlib import Path
 import multicolorcaptcha._generator as multicolor_module
 import numpy as np
 import pytest
+from PIL import Image
 
 import data.generate as generate
+from data.alphabet import IMAGECAPTCHA58, Alphabet
 from data.labels import kit_filename, label_from_filename, list_image_files
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -135,3 +137,53 @@ def test_killed_generation_resumes_to_the_same_images(tmp_path):
         expected = io.BytesIO()
         image.save(expected, format="PNG")
         assert (train_dir / kit_filename(label, index)).read_bytes() == expected.getvalue()
+
+
+def test_imagecaptcha_is_reproducible_by_seed():
+    generator = generate.get_generator("imagecaptcha", width=100, height=40, alphabet=Alphabet("abcXYZ", 5))
+    first, label = generate.make_captcha("ic", 7, generator)
+    again, label_again = generate.make_captcha("ic", 7, generator)
+    other, _ = generate.make_captcha("ic", 8, generator)
+    assert first.size == (100, 40) and first.mode == "RGB"
+    assert len(label) == 5 and set(label) <= set("abcXYZ") and label == label_again
+    assert first.tobytes() == again.tobytes()
+    assert first.tobytes() != other.tobytes()
+    # The library's `secrets` is restored after each image.
+    import secrets
+
+    import captcha.image
+
+    assert captcha.image.secrets is secrets
+
+
+def test_notebook_preset_and_byte_identical_folders(tmp_path):
+    arguments = ["--preset", "notebook", "--train-count", "3", "--val-count", "2", "--test-count", "2"]
+    arguments += ["--workers", "1", "--train-dir", str(tmp_path / "a_train"), "--val-dir", str(tmp_path / "a_val")]
+    written = generate.main([*arguments, "--test-dir", str(tmp_path / "a_test")])
+    assert [len(list_image_files(folder)) for folder in written] == [3, 2, 2]
+    for path in list_image_files(written[0]):
+        label = label_from_filename(path)
+        assert len(label) == 4 and set(label) <= set(IMAGECAPTCHA58)
+        with Image.open(path) as image:
+            assert image.size == (160, 60)
+    manifest = generate.read_manifest(written[0])
+    assert manifest["generator"].startswith("captcha==") and manifest["alphabet"] == IMAGECAPTCHA58
+    # Another run with the same seed, on two processes, writes the same bytes.
+    again = generate.generate_folder(
+        tmp_path / "again",
+        3,
+        seed="0/train",
+        workers=2,
+        progress=False,
+        generator=generate.get_generator("imagecaptcha", alphabet=Alphabet(IMAGECAPTCHA58, 4)),
+    )
+    assert _contents(again) == _contents(written[0])
+
+
+def test_generator_options_are_checked():
+    with pytest.raises(ValueError, match="Unknown generator 'nope'"):
+        generate.get_generator("nope")
+    with pytest.raises(ValueError, match="256x144"):
+        generate.get_generator("multicolorcaptcha", width=100)
+    with pytest.raises(ValueError, match="four digits"):
+        generate.get_generator("multicolorcaptcha", alphabet=Alphabet("ab", 4))

@@ -5,8 +5,9 @@ import pytest
 
 import models
 from data.alphabet import Alphabet
-from models.io import load_model, save_model
-from models.layers import ForegroundMap
+from models.decoding import decode_codes
+from models.io import load_model, model_alphabet, save_model
+from models.layers import AlphabetTag, ForegroundMap, is_ctc_model
 from models.training import compile_model
 
 ALPHABET = Alphabet()
@@ -22,18 +23,35 @@ def batch():
 
 def test_registry():
     names = models.list_models()
-    assert {"shawon", "cellnet", models.DEFAULT_MODEL} <= set(names)
+    assert {"shawon", "cellnet", "vgg_notebook", "fourblock", "resnet18", "crnn_ctc", models.DEFAULT_MODEL} <= set(
+        names
+    )
+    assert all(f"{name}_tiny" in names for name in models.list_models(include_tiny=False))
     assert all(name.endswith("_tiny") for name in set(names) - set(models.list_models(include_tiny=False)))
     with pytest.raises(ValueError, match="Unknown model 'nope'"):
         models.get_model("nope")
 
 
-@pytest.mark.parametrize("name", models.list_models())
+# Full-size models too large for the default run (vgg_notebook: 134M parameters on 144x256, a 540 MB file);
+# their tiny variants run by default, the full ones with `pytest -m slow`.
+LARGE_MODELS = {"vgg_notebook"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(name, marks=pytest.mark.slow) if name in LARGE_MODELS else name for name in models.list_models()],
+)
 def test_model_shape_fit_and_round_trip(name, batch, tmp_path):
     images, codes = batch
     model = models.get_model(name, alphabet=ALPHABET)
     assert model.input_shape == (None, 144, 256, 3)
-    assert model.output_shape == (None, 4, 10)
+    assert isinstance(model.layers[-1], AlphabetTag) and model.output_names == ["characters"]
+    if is_ctc_model(model):
+        # One softmax per time step over the 10 digits and the blank; enough steps for 4 digits with repeats.
+        steps = model.output_shape[1]
+        assert model.output_shape == (None, steps, 11) and steps >= 2 * ALPHABET.length - 1
+    else:
+        assert model.output_shape == (None, 4, 10)
     compile_model(model, ALPHABET.length, learning_rate=1e-3, total_steps=2)
     before = [weight.copy() for weight in model.get_weights()]
     history = model.fit(images, codes, batch_size=4, epochs=1, verbose=0)
@@ -41,17 +59,29 @@ def test_model_shape_fit_and_round_trip(name, batch, tmp_path):
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     predictions = model.predict(images, verbose=0)
     np.testing.assert_allclose(predictions.sum(axis=-1), 1.0, rtol=1e-5)
+    codes = decode_codes(predictions, ALPHABET)
+    assert codes.shape == (4, 4) and codes.min() >= -1 and codes.max() < 10
 
     path = save_model(model, tmp_path / f"{name}.keras")
     loaded = load_model(path)
     np.testing.assert_allclose(loaded.predict(images, verbose=0), predictions, rtol=1e-5, atol=1e-6)
+    assert model_alphabet(loaded) == ALPHABET and is_ctc_model(loaded) == is_ctc_model(model)
 
 
-def test_other_alphabet_and_length():
-    model = models.get_model("cellnet_tiny", alphabet=Alphabet("abcdefgh", 2), image_size=(32, 64))
-    assert model.output_shape == (None, 2, 8)
-    model = models.get_model("shawon_tiny", alphabet=Alphabet("ab", 5), image_size=(32, 64))
-    assert model.output_shape == (None, 5, 2)
+@pytest.mark.parametrize("name", [name for name in models.list_models() if name.endswith("_tiny")])
+@pytest.mark.parametrize("alphabet", [Alphabet("abcdefgh", 2), Alphabet("ab", 3)])
+def test_other_alphabet_length_and_size(name, alphabet, tmp_path):
+    model = models.get_model(name, alphabet=alphabet, image_size=(32, 96))
+    assert model.input_shape == (None, 32, 96, 3)
+    if is_ctc_model(model):
+        assert model.output_shape[2] == alphabet.num_classes + 1
+    else:
+        assert model.output_shape == (None, alphabet.length, alphabet.num_classes)
+    # The alphabet travels inside the .keras file.
+    loaded = load_model(save_model(model, tmp_path / "model.keras"))
+    assert model_alphabet(loaded) == alphabet
+    with pytest.raises(ValueError, match="Received: Alphabet"):
+        model_alphabet(loaded, Alphabet("0123456789", alphabet.length))
 
 
 def test_foreground_map_ignores_colours():
