@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--time-limit",
         type=float,
         default=None,
-        help="stop after the epoch that would end past this many seconds of training (default: none)",
+        help="stop after the first batch that ends past this many seconds of training; that epoch is still "
+        "validated (default: none)",
     )
     group.add_argument("--seed", type=int, default=0, help="random seed for weights, shuffling and generation")
     group.add_argument("--quiet", action="store_true", help="no progress bars, only one line per epoch")

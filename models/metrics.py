@@ -25,6 +25,19 @@ def sequence_accuracy(true_codes, predicted_codes) -> float:
     return float((true_codes == predicted_codes).all(axis=1).mean())
 
 
+def confusion_counts(true_codes, predicted_codes, classes: int) -> np.ndarray:
+    """Counts of (true character, read character) over all positions: int array (classes, classes).
+
+    Positions a CTC model left unread (code -1) are not counted; indexing
+    with -1 would silently count them as the last class.
+    """
+    true_codes, predicted_codes = np.ravel(true_codes), np.ravel(predicted_codes)
+    read = predicted_codes >= 0
+    counts = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(counts, (true_codes[read], predicted_codes[read]), 1)
+    return counts
+
+
 def _check_codes(true_codes, predicted_codes):
     true_codes, predicted_codes = np.asarray(true_codes), np.asarray(predicted_codes)
     if true_codes.shape != predicted_codes.shape or true_codes.ndim != 2 or len(true_codes) == 0:

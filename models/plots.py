@@ -89,12 +89,16 @@ def save_figure(figure, path: str | Path) -> Path:
 
 
 def plot_confusion(true_codes, predicted_codes, characters: str, path: str | Path, title: str = "") -> Path:
-    """Confusion matrix of single characters (all positions together), with counts in the cells."""
+    """Confusion matrix of single characters (all positions together), with counts in the cells.
+
+    Positions a CTC model left unread (code -1) have no column and are not counted.
+    """
     import numpy as np
 
+    from models.metrics import confusion_counts
+
     classes = len(characters)
-    counts = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(counts, (np.ravel(true_codes), np.ravel(predicted_codes)), 1)
+    counts = confusion_counts(true_codes, predicted_codes, classes)
     size = max(4.5, 0.45 * classes + 1.5)
     figure, axis = plt.subplots(figsize=(size, size * 0.9))
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)

@@ -38,3 +38,10 @@ def test_decoding_accepts_the_common_layouts():
         position_scores(np.zeros((4, 30)), alphabet)
     with pytest.raises(ValueError, match="Expected 4 outputs"):
         position_scores([scores[:, 0]] * 3, alphabet)
+
+
+def test_confusion_counts_ignore_unread_positions():
+    from models.metrics import confusion_counts
+
+    counts = confusion_counts([[0, 1], [1, 1]], [[0, -1], [1, 0]], classes=2)
+    np.testing.assert_array_equal(counts, [[1, 0], [1, 1]])  # the unread position is in no cell
