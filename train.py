@@ -7,6 +7,7 @@
     python train.py --train-dir notebook_train --val-dir notebook_val --alphabet imagecaptcha58 --length 4
     python train.py --data ../shared/datasets/henan-4digit/images \
         --labels ../shared/datasets/henan-4digit/labels.txt --split 0.8,0.1,0.1 --model fourblock
+    python train.py --mean-teacher --initial-model runs/stage1.keras --unlabelled DIR ...   # semi-supervised
 
 Without the default data folders it generates them first (see `python -m
 data.generate`). With `--data` it splits one labelled folder by `--split` and
@@ -22,6 +23,16 @@ Nothing is lost when training stops: the best model so far is saved
 epoch (optimizer included) goes to `<name>.last.keras`, with the run's options
 in `<name>.last.json`. Ctrl-C keeps both; `--resume` continues from the last
 finished epoch with the same options, learning-rate schedule and CSV log.
+
+Semi-supervised training (`--mean-teacher`, see models/mean_teacher.py) wraps
+the model (usually the supervised run's result, `--initial-model`) as the
+student of an EMA teacher; each batch mixes `--labelled-batch-size` labelled
+and `--unlabelled-batch-size` unlabelled images (the `--unlabelled` folders,
+and the training images beyond `--labelled-count`). Student and teacher are
+both validated every epoch and the better one is saved, as a plain model.
+Seq2seq models (`cnn_seq2seq`) and `--label-smoothing` train through the
+supervised objective of models/supervised.py. Runs through these objectives
+cannot be resumed.
 """
 
 from __future__ import annotations
@@ -34,21 +45,27 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's start-up chatter out of the report.
 
 import keras  # noqa: E402
 
 import models  # noqa: E402
 from data.alphabet import ALPHABET_PRESETS, Alphabet, alphabet_from_options  # noqa: E402
-from data.batches import ArrayBatches  # noqa: E402
-from data.dataset import describe_skipped, load_labelled_folder  # noqa: E402
+from data.augment import ImageAugmentation  # noqa: E402
+from data.batches import ArrayBatches, MixedBatches  # noqa: E402
+from data.dataset import describe_skipped, load_labelled_folder, load_unlabelled_folder  # noqa: E402
 from data.files import atomic_path  # noqa: E402
 from data.generate import DEFAULT_TRAIN_COUNT, DEFAULT_VAL_COUNT, generate_folder, read_manifest  # noqa: E402
 from data.labels import IMAGE_SUFFIXES  # noqa: E402
-from data.split import parse_fractions, read_split, select, split_filenames, write_split  # noqa: E402
+from data.split import choose_labelled, parse_fractions, read_split, select, split_filenames, write_split  # noqa: E402
 from models.evaluation import evaluate_model, format_accuracies  # noqa: E402
-from models.io import load_model  # noqa: E402
+from models.io import load_model, model_alphabet  # noqa: E402
+from models.layers import output_kind  # noqa: E402
+from models.mean_teacher import MeanTeacher  # noqa: E402
 from models.plots import plot_history, read_history  # noqa: E402
+from models.supervised import Supervised  # noqa: E402
 from models.training import (  # noqa: E402
     BestModelCheckpoint,
     EpochReport,
@@ -56,10 +73,12 @@ from models.training import (  # noqa: E402
     TrainingCheckpoint,
     compile_model,
     completed_epochs,
+    make_optimizer,
 )
 
 # Options of this invocation only; a resumed run takes every other option from <name>.last.json.
 SESSION_OPTIONS = ("output", "force", "resume", "quiet")
+WRAPPED = "--mean-teacher, --label-smoothing and seq2seq models"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--length", type=int, default=4, help="characters per label (default: %(default)s)")
     group.add_argument(
+        "--test-dir", default=None, help="labelled test images, scored once with the best model (without --data)"
+    )
+    group.add_argument(
+        "--labelled-count",
+        type=int,
+        default=None,
+        help="keep only this many training images as labelled, chosen by --split-seed (e.g. 700); the others "
+        "become unlabelled images for --mean-teacher; the kept names go to <name>.labelled.txt",
+    )
+    group.add_argument(
+        "--augment",
+        action="store_true",
+        help="random rotation (±10°) and colour jitter (0.4, 0.4, 0.4, 0.1) of training images, as the "
+        "semi-supervised solver does",
+    )
+    group.add_argument(
         "--train-count",
         type=int,
         default=DEFAULT_TRAIN_COUNT,
@@ -131,7 +166,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="peak learning rate of the warm-up + cosine schedule (default: the model's own, 3e-3 for cellnet, "
         "1e-3 for shawon)",
     )
-    group.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default: none)")
+    group.add_argument("--weight-decay", type=float, default=0.0, help="decoupled weight decay (default: none)")
+    group.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="optimizer (default: %(default)s)")
+    group.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: %(default)s)")
+    group.add_argument("--nesterov", action="store_true", help="SGD with Nesterov momentum")
+    group.add_argument(
+        "--schedule",
+        choices=("cosine", "constant"),
+        default="cosine",
+        help="learning rate: warm-up then cosine decay, or constant (default: %(default)s)",
+    )
+    group.add_argument(
+        "--clip-value", type=float, default=None, help="clip each gradient element to ±this (default: none)"
+    )
+    group.add_argument(
+        "--label-smoothing", type=float, default=0.0, help="label smoothing of the cross-entropy (default: none)"
+    )
+    group.add_argument(
+        "--initial-model", default=None, help="start from the weights and architecture of this .keras model"
+    )
     group.add_argument(
         "--patience", type=int, default=0, help="stop after this many epochs without improvement (default: 0, never)"
     )
@@ -144,6 +197,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--seed", type=int, default=0, help="random seed for weights, shuffling and generation")
     group.add_argument("--quiet", action="store_true", help="no progress bars, only one line per epoch")
+    group = parser.add_argument_group("semi-supervised (Mean Teacher)")
+    group.add_argument(
+        "--mean-teacher",
+        action="store_true",
+        help="train the model as the student of an EMA teacher on labelled and unlabelled images",
+    )
+    group.add_argument(
+        "--unlabelled",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="folder of unlabelled images of the training size (repeatable; labelled images of the run are left out)",
+    )
+    group.add_argument(
+        "--unlabelled-count", type=int, default=None, help="use at most this many unlabelled images (default: all)"
+    )
+    group.add_argument(
+        "--labelled-batch-size", type=int, default=32, help="labelled images per batch (default: %(default)s)"
+    )
+    group.add_argument(
+        "--unlabelled-batch-size", type=int, default=64, help="unlabelled images per batch (default: %(default)s)"
+    )
+    group.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=None,
+        help="batches per epoch (default: one pass over the unlabelled images)",
+    )
+    group.add_argument(
+        "--ema-decay",
+        type=float,
+        default=0.99,
+        help="teacher = decay * teacher + (1 - decay) * student (default: %(default)s)",
+    )
+    group.add_argument(
+        "--consistency-weight", type=float, default=30.0, help="weight of the consistency cost (default: %(default)s)"
+    )
+    group.add_argument(
+        "--consistency-rampup",
+        type=float,
+        default=0.0,
+        help="epochs of sigmoid ramp-up of the consistency weight, as in the Mean Teacher paper (default: 0, "
+        "constant, as in the semi-supervised solver)",
+    )
+    group.add_argument(
+        "--teacher-noise",
+        action="store_true",
+        help="give the teacher its own augmentation of each image (with --augment), as in the Mean Teacher "
+        "paper; default: both see the same images, as in the semi-supervised solver",
+    )
     return parser
 
 
@@ -217,15 +320,81 @@ def load_data(args, alphabet: Alphabet, split_path: Path):
             ensure_data(Path(args.val_dir), args.val_count, seed=f"{args.seed}/val")
         train = load_labelled_folder(args.train_dir, alphabet, labels_file=args.labels, strict=not args.skip_bad)
         val = load_labelled_folder(args.val_dir, alphabet, labels_file=args.labels, strict=not args.skip_bad)
-        return train, val, None, f"{args.train_dir}/ and {args.val_dir}/"
+        test = load_test(args, alphabet)
+        return train, val, test, f"{args.train_dir}/ and {args.val_dir}/"
     everything = load_labelled_folder(args.data, alphabet, labels_file=args.labels, strict=not args.skip_bad)
     if args.split_file:
         split = read_split(args.split_file)
     else:
         split = split_filenames(everything.filenames, parse_fractions(args.split), seed=args.split_seed)
     write_split(split_path, split)
-    test = select(everything, split["test"]) if split["test"] else None
+    test = select(everything, split["test"]) if split["test"] else load_test(args, alphabet)
     return select(everything, split["train"]), select(everything, split["val"]), test, f"{args.data}/"
+
+
+def load_test(args, alphabet: Alphabet):
+    """The `--test-dir` images (named by their labels), or None."""
+    if not args.test_dir:
+        return None
+    return load_labelled_folder(args.test_dir, alphabet, strict=not args.skip_bad)
+
+
+def load_unlabelled(args, train, rest, labelled_sets, labelled_folder):
+    """The unlabelled images of a Mean Teacher run: `rest` (training images whose labels are dropped) and the
+    `--unlabelled` folders without any labelled image of this run, at most `--unlabelled-count` of them."""
+    exclude = [Path(labelled_folder) / name for subset in labelled_sets if subset for name in subset.filenames]
+    arrays = [rest.images] if rest is not None and len(rest) else []
+    for folder in args.unlabelled:
+        loaded = load_unlabelled_folder(folder, image_size=train.images.shape[1:3], exclude=exclude)
+        arrays.append(loaded.images)
+    if not arrays:
+        raise ValueError("--mean-teacher needs unlabelled images: pass --unlabelled DIR or --labelled-count N.")
+    count = sum(len(array) for array in arrays)
+    if args.unlabelled_count is not None and args.unlabelled_count < count:
+        keep = np.sort(np.random.default_rng(args.seed).permutation(count)[: args.unlabelled_count])
+        starts = np.cumsum([0] + [len(array) for array in arrays])
+        arrays = [
+            arrays[part][keep[(keep >= start) & (keep < stop)] - start]
+            for part, (start, stop) in enumerate(zip(starts[:-1], starts[1:]))
+        ]
+    return np.concatenate(arrays) if len(arrays) > 1 else np.asarray(arrays[0])
+
+
+def build_objective(args, model, alphabet: Alphabet, total_steps: int):
+    """The compiled model or training objective that `fit` trains, and the plain models the checkpoint may save.
+
+    Returns:
+        (trainable, candidates): `candidates` is None for a plain model, else a
+        dict from a validation log entry to the plain model it scores.
+    """
+    optimizer = make_optimizer(
+        args.learning_rate,
+        total_steps,
+        name=args.optimizer,
+        schedule=args.schedule,
+        weight_decay=args.weight_decay,
+        momentum=args.momentum,
+        nesterov=args.nesterov,
+        clip_value=args.clip_value,
+    )
+    if args.mean_teacher:
+        objective = MeanTeacher(
+            model,
+            alphabet.num_classes,
+            alphabet.length,
+            ema_decay=args.ema_decay,
+            consistency_weight=args.consistency_weight,
+            consistency_rampup_steps=round(args.consistency_rampup * args.steps_per_epoch),
+            label_smoothing=args.label_smoothing,
+        )
+        objective.compile(optimizer=optimizer)
+        return objective, {"val_mean_accuracy": objective.student, "val_teacher_mean_accuracy": objective.teacher}
+    if output_kind(model) == "seq2seq" or args.label_smoothing:
+        objective = Supervised(model, alphabet.num_classes, alphabet.length, label_smoothing=args.label_smoothing)
+        objective.compile(optimizer=optimizer)
+        return objective, {"val_mean_accuracy": objective.model}
+    compile_model(model, alphabet.length, args.learning_rate, total_steps, optimizer=optimizer)
+    return model, None
 
 
 def main(argv=None) -> dict:
@@ -255,30 +424,71 @@ def main(argv=None) -> dict:
             raise ValueError(f"--time-limit must be positive. Received: {args.time_limit}")
         started = time.time()
         train, val, test, source = load_data(args, alphabet, split_path)
+        rest = None
+        if args.labelled_count is not None:
+            train, rest = choose_labelled(train, args.labelled_count, seed=args.split_seed)
+            with atomic_path(Path(f"{stem}.labelled.txt")) as temporary:
+                temporary.write_text("".join(f"{name} {label}\n" for name, label in zip(train.filenames, train.labels)))
+        unlabelled = None
+        if args.mean_teacher:
+            unlabelled = load_unlabelled(args, train, rest, (train, val, test), args.data or args.train_dir)
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error} (--skip-bad skips unusable images instead)")
     data_seconds = time.time() - started
     print(
         f"Data: {len(train)} training, {len(val)} validation, {len(test) if test else 0} test images "
-        f"of {train.images.shape[2]}x{train.images.shape[1]} from {source} ({data_seconds:.0f}s); {alphabet}",
+        f"of {train.images.shape[2]}x{train.images.shape[1]} from {source} ({data_seconds:.0f}s); {alphabet}"
+        + (f"; {len(unlabelled)} unlabelled images" if unlabelled is not None else ""),
         flush=True,
     )
     for loaded, folder in ((train, args.train_dir), (val, args.val_dir)):
         if loaded.skipped:
             print(describe_skipped(loaded, folder), flush=True)
 
-    steps_per_epoch = -(-len(train) // args.batch_size)
+    augment = ImageAugmentation(seed=args.seed) if args.augment else None
+    if args.mean_teacher:
+        batches = MixedBatches(
+            train.images,
+            train.codes,
+            unlabelled,
+            labelled_batch_size=args.labelled_batch_size,
+            unlabelled_batch_size=args.unlabelled_batch_size,
+            steps_per_epoch=args.steps_per_epoch,
+            augment=augment,
+            views=2 if args.teacher_noise and augment else 1,
+            seed=args.seed,
+        )
+        args.steps_per_epoch = len(batches)
+    else:
+        batches = ArrayBatches(
+            train.images, train.codes, args.batch_size, shuffle=True, seed=args.seed, augment=augment
+        )
+    steps_per_epoch = len(batches)
+    candidates = None
     if state is None:
         keras.utils.set_random_seed(args.seed)
-        model = models.get_model(args.model, alphabet=alphabet, image_size=train.images.shape[1:3])
-        compile_model(
-            model, alphabet.length, args.learning_rate, steps_per_epoch * args.epochs, weight_decay=args.weight_decay
-        )
+        if args.initial_model:
+            try:
+                model = load_model(args.initial_model)
+                model_alphabet(model, alphabet)
+            except (FileNotFoundError, ValueError) as error:
+                sys.exit(f"error: --initial-model: {error}")
+            if tuple(model.input_shape[1:3]) != tuple(train.images.shape[1:3]):
+                sys.exit(
+                    f"error: --initial-model takes images of {model.input_shape[1:3]}; the data has "
+                    f"{train.images.shape[1:3]}."
+                )
+        else:
+            model = models.get_model(args.model, alphabet=alphabet, image_size=train.images.shape[1:3])
+        trainable, candidates = build_objective(args, model, alphabet, steps_per_epoch * args.epochs)
         initial_epoch, best, best_epoch = 0, -math.inf, None
         checkpoint_path.unlink(missing_ok=True)  # A stale state must never be resumed with these options.
         write_json(state_path, {"options": vars(args), "finished": False})
     else:
+        if args.mean_teacher or args.label_smoothing or args.initial_model:
+            sys.exit(f"error: runs with {WRAPPED} or --initial-model cannot be resumed.")
         model = load_model(checkpoint_path, compile=True)
+        trainable = model
         try:
             initial_epoch = completed_epochs(model, steps_per_epoch)
         except ValueError as error:
@@ -289,16 +499,17 @@ def main(argv=None) -> dict:
         # A different seed for the rest, so that the resumed epochs do not replay the first epochs' shuffles.
         keras.utils.set_random_seed(args.seed + initial_epoch)
         print(f"Resuming {output} after epoch {initial_epoch} of {args.epochs} (from {checkpoint_path})", flush=True)
-    print(f"Model: {args.model}, {model.count_params():,} parameters", flush=True)
+    print(f"Model: {args.initial_model or args.model}, {model.count_params():,} parameters", flush=True)
 
-    checkpoint = BestModelCheckpoint(output, best=best, best_epoch=best_epoch)
+    checkpoint = BestModelCheckpoint(output, best=best, best_epoch=best_epoch, candidates=candidates)
     callbacks = [
         EpochReport(args.epochs, steps_per_epoch, alphabet.length, progress_bar=not args.quiet),
         checkpoint,
         keras.callbacks.CSVLogger(str(history_path), append=state is not None),
-        # Last, so that the state it saves comes after the log row and the best model of its epoch.
-        TrainingCheckpoint(checkpoint_path),
     ]
+    if candidates is None:
+        # Last, so that the state it saves comes after the log row and the best model of its epoch.
+        callbacks.append(TrainingCheckpoint(checkpoint_path))
     time_limit = TimeLimit(args.time_limit) if args.time_limit else None
     if time_limit:
         callbacks.append(time_limit)
@@ -307,8 +518,8 @@ def main(argv=None) -> dict:
     train_started = time.time()
     interrupted = False
     try:
-        model.fit(
-            ArrayBatches(train.images, train.codes, args.batch_size, shuffle=True, seed=args.seed),
+        trainable.fit(
+            batches,
             epochs=args.epochs,
             initial_epoch=initial_epoch,
             validation_data=ArrayBatches(val.images, val.codes, batch_size=256),
@@ -333,14 +544,20 @@ def main(argv=None) -> dict:
     test_result = evaluate_model(best, test.images, test.codes, alphabet) if test else None
     history = read_history(history_path)
     epochs_run = len(history.get("epoch", []))
-    images_trained = len(train) * epochs_run
+    epoch_images = (
+        len(train) if unlabelled is None else steps_per_epoch * (args.labelled_batch_size + args.unlabelled_batch_size)
+    )
+    batch_images = args.batch_size if unlabelled is None else args.labelled_batch_size + args.unlabelled_batch_size
+    images_trained = epoch_images * epochs_run
     if time_limit and time_limit.stopped_mid_epoch:  # The last epoch ended early: count what it trained on.
-        images_trained -= len(train) - min(len(train), time_limit.batches_in_epoch * args.batch_size)
+        images_trained -= epoch_images - min(epoch_images, time_limit.batches_in_epoch * batch_images)
     plot_history(
         history,
         curves_path,
         alphabet.length,
-        title=f"{args.model} on {len(train)} images, best epoch {checkpoint.best_epoch}",
+        title=f"{model.name} on {len(train)} labelled images"
+        + (f" + {len(unlabelled)} unlabelled (Mean Teacher)" if unlabelled is not None else "")
+        + f", best epoch {checkpoint.best_epoch}",
     )
     summary = {
         "options": vars(args),
@@ -349,6 +566,13 @@ def main(argv=None) -> dict:
         "model_file": str(output),
         "parameters": model.count_params(),
         "train_images": len(train),
+        "unlabelled_images": len(unlabelled) if unlabelled is not None else 0,
+        "labelled_file": f"{stem}.labelled.txt" if args.labelled_count is not None else None,
+        "saved_network": {"val_teacher_mean_accuracy": "teacher", "val_mean_accuracy": "student"}.get(
+            checkpoint.best_source
+        )
+        if args.mean_teacher
+        else None,
         "val_images": len(val),
         "test_images": len(test) if test else 0,
         "split_file": str(split_path) if args.data else None,
@@ -359,7 +583,7 @@ def main(argv=None) -> dict:
         "interrupted": interrupted,
         "data_seconds": round(data_seconds, 1),
         "train_seconds": round(train_seconds, 1),
-        "train_images_per_second": round((images_trained - len(train) * initial_epoch) / max(train_seconds, 1e-9), 1),
+        "train_images_per_second": round((images_trained - epoch_images * initial_epoch) / max(train_seconds, 1e-9), 1),
         "validation": result,
         "test": test_result,
         "history_file": str(history_path),

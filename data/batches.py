@@ -21,16 +21,27 @@ class ArrayBatches(keras.utils.PyDataset):
         batch_size: Images per batch; the last batch may be smaller.
         shuffle: Visit the images in a new random order every epoch.
         seed: Seed of the shuffling.
+        augment: Optional function applied to each batch of images (e.g.
+            `data.augment.ImageAugmentation`), for training batches.
     """
 
-    def __init__(self, images, targets=None, batch_size: int = 64, shuffle: bool = False, seed: int = 0, **kwargs):
+    def __init__(
+        self,
+        images,
+        targets=None,
+        batch_size: int = 64,
+        shuffle: bool = False,
+        seed: int = 0,
+        augment=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if targets is not None and len(images) != len(targets):
             raise ValueError(f"images and targets differ in length: {len(images)} and {len(targets)}")
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be positive. Received: batch_size={batch_size}")
         self.images, self.targets, self.batch_size = images, targets, batch_size
-        self.shuffle = shuffle
+        self.shuffle, self.augment = shuffle, augment
         self.random = np.random.default_rng(seed)
         self.order = np.arange(len(images))
         self.on_epoch_end()
@@ -42,10 +53,118 @@ class ArrayBatches(keras.utils.PyDataset):
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         if self.shuffle:
             rows = np.sort(rows)  # Reads a memory map in file order; the batch holds the same images.
+        images = self.images[rows] if self.augment is None else self.augment(self.images[rows])
         if self.targets is None:
-            return self.images[rows]
-        return self.images[rows], self.targets[rows]
+            return images
+        return images, self.targets[rows]
 
     def on_epoch_end(self):
         if self.shuffle:
             self.random.shuffle(self.order)
+
+
+class MixedBatches(keras.utils.PyDataset):
+    """Batches that each hold a fixed number of labelled and of unlabelled images (semi-supervised training).
+
+    Each stream is read in a fresh random order, and restarted in a new one
+    when it runs out, so every batch holds exactly `labelled_batch_size`
+    labelled and `unlabelled_batch_size` unlabelled images, whatever the
+    sizes of the two sets (the labelled set is usually much smaller and is
+    cycled many times per epoch, as in the Mean Teacher code).
+
+    A batch is `((labelled, unlabelled), codes)`; with `views=2` it is
+    `((labelled, unlabelled, labelled_again, unlabelled_again), codes)`, where
+    the second pair is a second, independent augmentation of the same images
+    (for a teacher that sees different noise from the student).
+
+    Args:
+        labelled_images: (N, height, width, 3) images with labels.
+        labelled_codes: (N, length) class codes.
+        unlabelled_images: (M, height, width, 3) images without labels, same size.
+        labelled_batch_size: Labelled images per batch.
+        unlabelled_batch_size: Unlabelled images per batch.
+        steps_per_epoch: Batches per epoch (default: M // unlabelled_batch_size,
+            one pass over the unlabelled images).
+        augment: Optional function applied to each group of images.
+        views: 1 or 2 augmented views of each image.
+        seed: Seed of the orders (the augmentation has its own).
+    """
+
+    def __init__(
+        self,
+        labelled_images,
+        labelled_codes,
+        unlabelled_images,
+        labelled_batch_size: int = 32,
+        unlabelled_batch_size: int = 64,
+        steps_per_epoch: int | None = None,
+        augment=None,
+        views: int = 1,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if len(labelled_images) != len(labelled_codes):
+            raise ValueError(
+                f"labelled images and codes differ in length: {len(labelled_images)} and {len(labelled_codes)}"
+            )
+        if (
+            min(labelled_batch_size, unlabelled_batch_size) < 1
+            or not len(labelled_images)
+            or not len(unlabelled_images)
+        ):
+            raise ValueError(
+                "Both batch sizes must be positive and both sets non-empty. Received: "
+                f"labelled_batch_size={labelled_batch_size}, unlabelled_batch_size={unlabelled_batch_size}, "
+                f"{len(labelled_images)} labelled and {len(unlabelled_images)} unlabelled images"
+            )
+        if tuple(labelled_images.shape[1:]) != tuple(unlabelled_images.shape[1:]):
+            raise ValueError(
+                f"Labelled and unlabelled images differ in size: {labelled_images.shape[1:]} and "
+                f"{unlabelled_images.shape[1:]}"
+            )
+        if views not in (1, 2):
+            raise ValueError(f"`views` must be 1 or 2. Received: views={views}")
+        self.labelled_images, self.labelled_codes = labelled_images, labelled_codes
+        self.unlabelled_images = unlabelled_images
+        self.labelled_batch_size, self.unlabelled_batch_size = labelled_batch_size, unlabelled_batch_size
+        self.steps = steps_per_epoch or max(1, len(unlabelled_images) // unlabelled_batch_size)
+        self.augment, self.views = augment, views
+        random = np.random.default_rng(seed)
+        self.labelled_rows = _EndlessOrder(len(labelled_images), random)
+        self.unlabelled_rows = _EndlessOrder(len(unlabelled_images), random)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, index):
+        # The rows depend on the call order, not on `index`: Keras asks for the batches of an epoch in order
+        # (workers=1), and a fresh draw each time is what cycling the labelled set needs.
+        labelled_rows = np.sort(self.labelled_rows.take(self.labelled_batch_size))
+        unlabelled_rows = np.sort(self.unlabelled_rows.take(self.unlabelled_batch_size))
+        labelled, unlabelled = self.labelled_images[labelled_rows], self.unlabelled_images[unlabelled_rows]
+        codes = self.labelled_codes[labelled_rows]
+        if self.augment is None:
+            views = [(labelled, unlabelled)] * self.views
+        else:
+            views = [(self.augment(labelled), self.augment(unlabelled)) for _ in range(self.views)]
+        return tuple(image for view in views for image in view), codes
+
+
+class _EndlessOrder:
+    """Row numbers 0..count-1 in random order, reshuffled each time they have all been given."""
+
+    def __init__(self, count: int, random: np.random.Generator):
+        self.count, self.random = count, random
+        self.order, self.position = random.permutation(count), 0
+
+    def take(self, number: int) -> np.ndarray:
+        rows = []
+        while number:
+            if self.position == self.count:
+                self.order, self.position = self.random.permutation(self.count), 0
+            chunk = self.order[self.position : self.position + number]
+            rows.append(chunk)
+            self.position += len(chunk)
+            number -= len(chunk)
+        return np.concatenate(rows)

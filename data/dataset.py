@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from data.alphabet import Alphabet
 from data.files import atomic_path
-from data.labels import find_labelled_images
+from data.labels import IMAGE_SUFFIXES, find_labelled_images, list_image_files
 
 CACHE_DIR = ".cache"
 CACHE_VERSION = 2  # 2: the index also lists the files that could not be used
@@ -122,6 +122,59 @@ def load_labelled_folder(
         filenames=[found.paths[index].name for index in kept],
         skipped=found.skipped + [(found.paths[index].name, reason) for index, reason in problems],
     )
+
+
+@dataclass
+class UnlabelledImages:
+    """Images (N, height, width, 3) uint8 without labels, and the paths they came from."""
+
+    images: np.ndarray
+    paths: list[Path]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def load_unlabelled_folder(
+    folder: str | Path,
+    image_size: tuple[int, int] | None = None,
+    exclude=(),
+    cache: bool = True,
+    workers: int | None = None,
+) -> UnlabelledImages:
+    """Loads every image of `folder`, whatever its name, for semi-supervised training.
+
+    Images of another size than `image_size` are skipped (unlabelled data is
+    plentiful; one odd file should not stop a run). The decoded images are
+    cached in `<folder>/.cache/unlabelled/`, apart from the labelled cache.
+
+    Args:
+        folder: Folder of images.
+        image_size: (height, width) to keep; None: the size of the first image.
+        exclude: Paths to leave out (e.g. the labelled images of the same folder).
+        cache: Read and write the decoded-image cache.
+        workers: Decoding processes (default: every CPU core).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Unlabelled image folder not found: {folder}")
+    excluded = {Path(path).resolve() for path in exclude}
+    paths = [path for path in list_image_files(folder) if path.resolve() not in excluded]
+    if not paths:
+        raise ValueError(f"No unlabelled images in {folder} (image types: {', '.join(IMAGE_SUFFIXES)}).")
+    fingerprint = _fingerprint(paths, [""] * len(paths), image_size)
+    cache_dir = folder / CACHE_DIR / "unlabelled"
+    cached = _read_cache(cache_dir, fingerprint) if cache else None
+    if cached is None:
+        images, problems = _decode_all(paths, image_size, workers)
+        if cache:
+            with contextlib.suppress(OSError):
+                (folder / CACHE_DIR).mkdir(exist_ok=True)
+            _write_cache(cache_dir, fingerprint, images, problems)
+    else:
+        images, problems = cached
+    bad = {index for index, _ in problems}
+    return UnlabelledImages(images=images, paths=[path for index, path in enumerate(paths) if index not in bad])
 
 
 def describe_skipped(loaded: LabelledImages, folder: str | Path, examples: int = 3) -> str:

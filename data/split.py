@@ -110,9 +110,27 @@ def select(data: LabelledImages, filenames) -> LabelledImages:
     if len(indices) != len(wanted):
         missing = sorted(wanted - set(data.filenames))
         raise ValueError(f"{len(missing)} images of the split are not in the data (first: {missing[0]}).")
+    if not indices:
+        return LabelledImages(images=data.images[:0], labels=[], codes=data.codes[:0], filenames=[])
     return LabelledImages(
         images=data.images[indices],
         labels=[data.labels[index] for index in indices],
         codes=data.codes[indices],
         filenames=[data.filenames[index] for index in indices],
     )
+
+
+def choose_labelled(data: LabelledImages, count: int, seed: int = 0) -> tuple[LabelledImages, LabelledImages]:
+    """Keeps `count` images of `data` as labelled, chosen at random; the others are returned apart.
+
+    The choice depends only on the sorted file names, `count` and `seed`, so
+    the supervised and the semi-supervised stage pick the same images.
+
+    Returns:
+        (the `count` labelled images, the rest), each in `data`'s order.
+    """
+    if not 0 < count <= len(data):
+        raise ValueError(f"Cannot keep {count} labelled images out of {len(data)}. Received: count={count}")
+    names = sorted(data.filenames)
+    chosen = {names[index] for index in np.random.default_rng(seed).permutation(len(names))[:count]}
+    return select(data, chosen), select(data, set(data.filenames) - chosen)

@@ -1,13 +1,16 @@
 """Turning model outputs into per-position scores, class codes, text and confidences: the one decoder.
 
-Two kinds of outputs exist. Most models give one softmax per character
+Three kinds of outputs exist. Most models give one softmax per character
 position, (images, length, classes): the code at each position is its
 argmax. A CTC model gives one softmax per time step over the classes and a
 final blank, (images, time steps, classes + 1): its text is the greedy CTC
 path (`keras.ops.ctc_decode`: best class per step, repeats merged, blanks
-dropped). Both become class codes of shape (images, length), with -1 where a
-CTC model read fewer than `length` characters, so that the same metrics
-score both.
+dropped). A seq2seq model (`models.seq2seq`) gives one softmax per greedy
+decoder step over the classes and its end, pad and start tokens,
+(images, length + 1, classes + 3): its text is the argmax of each step up to
+the first non-character token (normally the end token `$`). All become class
+codes of shape (images, length), with -1 where a model read fewer than
+`length` characters, so that the same metrics score them all.
 """
 
 from __future__ import annotations
@@ -22,6 +25,49 @@ def is_ctc_output(outputs, alphabet: Alphabet) -> bool:
     """True for (images, time steps, classes + 1) CTC scores."""
     shape = getattr(outputs, "shape", None)
     return shape is not None and len(shape) == 3 and shape[-1] == alphabet.num_classes + 1
+
+
+def is_seq2seq_output(outputs, alphabet: Alphabet) -> bool:
+    """True for (images, length + 1, classes + 3) seq2seq decoder scores."""
+    shape = getattr(outputs, "shape", None)
+    return (
+        shape is not None
+        and len(shape) == 3
+        and shape[-1] == alphabet.num_classes + 3
+        and shape[1] in (None, alphabet.length + 1)
+    )
+
+
+def seq2seq_greedy_codes(scores, length: int):
+    """Reads (batch, steps, classes + 3) seq2seq decoder scores: argmax per step up to the first non-character.
+
+    The model already decoded greedily (each step was fed the argmax of the
+    step before), so the argmax of each step is the token it emitted. The text
+    stops at the first token that is not a character (the end token `$`, or
+    pad/start); later steps are ignored. Works on tensors inside a Keras
+    metric and on NumPy arrays alike.
+
+    Args:
+        scores: Per-step probabilities; the first `classes` classes are characters.
+        length: How many codes to keep per image.
+
+    Returns:
+        (codes, confidences): int32 codes (batch, length) padded with -1 after
+        the text ends, and the product of the per-step maxima up to and
+        including the end token (batch,).
+    """
+    scores = ops.convert_to_tensor(scores)
+    if scores.shape[1] is not None and scores.shape[1] < length:
+        raise ValueError(f"seq2seq scores have {scores.shape[1]} steps; at least `length`={length} are needed.")
+    characters = scores.shape[-1] - 3
+    tokens = ops.cast(ops.argmax(scores, axis=-1), "int32")
+    # 1 while every token so far is a character; the step that ends the text and all later ones get 0.
+    reading = ops.cumprod(ops.cast(tokens < characters, "int32"), axis=1)
+    codes = ops.where(reading[:, :length] > 0, tokens[:, :length], -1)
+    # The steps that count towards the confidence: the characters read and the token that ended them.
+    counted = ops.concatenate([ops.ones_like(reading[:, :1]), reading[:, :-1]], axis=1)
+    maxima = ops.where(counted > 0, ops.max(scores, axis=-1), 1.0)
+    return codes, ops.prod(maxima, axis=1)
 
 
 def position_scores(outputs, alphabet: Alphabet) -> np.ndarray:
@@ -49,7 +95,8 @@ def position_scores(outputs, alphabet: Alphabet) -> np.ndarray:
         return outputs.reshape(-1, length, classes)
     raise ValueError(
         f"Expected outputs of shape (images, {length}, {classes}), (images, {length * classes}), "
-        f"{length} arrays of (images, {classes}) or CTC scores (images, time steps, {classes + 1}). "
+        f"{length} arrays of (images, {classes}), CTC scores (images, time steps, {classes + 1}) or seq2seq "
+        f"scores (images, {length + 1}, {classes + 3}). "
         f"Received shape: {outputs.shape}"
     )
 
@@ -83,8 +130,11 @@ def decode_with_confidence(outputs, alphabet: Alphabet) -> tuple[np.ndarray, np.
 
     The confidence is the probability the model gives to the text it read:
     the product of the per-position maxima, or of the per-step maxima of the
-    greedy CTC path.
+    greedy CTC path or of the seq2seq decoder's steps.
     """
+    if is_seq2seq_output(outputs, alphabet):
+        codes, confidences = seq2seq_greedy_codes(np.asarray(outputs, "float32"), alphabet.length)
+        return ops.convert_to_numpy(codes), ops.convert_to_numpy(confidences)
     if is_ctc_output(outputs, alphabet):
         codes, confidences = ctc_greedy_codes(np.asarray(outputs, "float32"), alphabet.length)
         return ops.convert_to_numpy(codes), ops.convert_to_numpy(confidences)

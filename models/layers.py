@@ -31,26 +31,37 @@ class ForegroundMap(layers.Layer):
         return (*input_shape[:-1], 1)
 
 
+OUTPUT_KINDS = ("positions", "ctc", "seq2seq")
+
+
 @keras.saving.register_keras_serializable(package="captcha_kit")
 class AlphabetTag(layers.Layer):
     """The model's output layer: passes the scores through and records the alphabet in the `.keras` file.
 
     `models.get_model` ends every model with this layer, named `characters`,
     so a saved model carries the characters it reads (in class order), the
-    label length and whether its scores are per position or per CTC time
-    step. Evaluation and inference read them back with `model_alphabet`
-    and need no side file. It has no weights and costs nothing.
+    label length and the kind of scores it gives (see `OUTPUT_KINDS`).
+    Evaluation and inference read them back with `model_alphabet` and need no
+    side file. It has no weights and costs nothing.
 
     Args:
         characters: The alphabet's characters in class order.
         length: The label length.
         ctc: True when the scores are (batch, time steps, classes + 1), the
-            last class being the CTC blank; False for (batch, length, classes).
+            last class being the CTC blank (files saved before `kind` existed).
+        kind: "positions" (batch, length, classes), "ctc" (as `ctc`) or
+            "seq2seq": (batch, length + 1, classes + 3), one greedy decoder
+            step per character then the end token; the classes are the
+            characters, end, pad and start (`models.seq2seq`).
     """
 
-    def __init__(self, characters: str, length: int, ctc: bool = False, **kwargs):
+    def __init__(self, characters: str, length: int, ctc: bool = False, kind: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.characters, self.length, self.ctc = characters, int(length), bool(ctc)
+        kind = kind or ("ctc" if ctc else "positions")
+        if kind not in OUTPUT_KINDS:
+            raise ValueError(f"`kind` must be one of {OUTPUT_KINDS}. Received: kind={kind!r}")
+        self.characters, self.length, self.kind = characters, int(length), kind
+        self.ctc = kind == "ctc"
 
     def call(self, scores):
         return scores
@@ -59,7 +70,13 @@ class AlphabetTag(layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "characters": self.characters, "length": self.length, "ctc": self.ctc}
+        return {
+            **super().get_config(),
+            "characters": self.characters,
+            "length": self.length,
+            "ctc": self.ctc,
+            "kind": self.kind,
+        }
 
 
 def find_alphabet_tag(model: keras.Model) -> AlphabetTag | None:
@@ -72,5 +89,10 @@ def find_alphabet_tag(model: keras.Model) -> AlphabetTag | None:
 
 def is_ctc_model(model: keras.Model) -> bool:
     """True when the model's scores are per CTC time step (see `AlphabetTag`)."""
+    return output_kind(model) == "ctc"
+
+
+def output_kind(model: keras.Model) -> str:
+    """The kind of scores the model gives (see `AlphabetTag`); "positions" for untagged models."""
     tag = find_alphabet_tag(model)
-    return bool(tag and tag.ctc)
+    return tag.kind if tag else "positions"

@@ -31,3 +31,48 @@ class CTCLoss(keras.losses.Loss):
             output_length,
             mask_index=y_pred.shape[-1] - 1,
         )
+
+
+def sequence_cross_entropy(
+    codes, scores, label_smoothing: float = 0.0, reduction: str = "mean", end_token: int | None = None
+):
+    """Cross-entropy of softmax scores against class codes at each position or decoder step, per image.
+
+    Args:
+        codes: (batch, length) int class codes.
+        scores: (batch, steps, classes) softmax scores; steps is length, or
+            length + 1 for seq2seq scores.
+        label_smoothing: Spread this much of each target's mass over all classes.
+        reduction: "mean" over the steps (the solver's supervised stage) or
+            "sum" (its Mean Teacher stage).
+        end_token: For seq2seq scores: the class the last step must give
+            (the end token `$`), appended to every target.
+
+    Returns:
+        (batch,) losses.
+    """
+    codes = ops.cast(codes, "int32")
+    classes = scores.shape[-1]
+    if end_token is not None:
+        codes = ops.concatenate([codes, ops.full_like(codes[:, :1], end_token)], axis=1)
+    targets = ops.one_hot(codes, classes, dtype=scores.dtype)
+    if label_smoothing:
+        targets = targets * (1.0 - label_smoothing) + label_smoothing / classes
+    per_step = -ops.sum(targets * ops.log(ops.clip(scores, 1e-7, 1.0)), axis=-1)
+    return ops.mean(per_step, axis=1) if reduction == "mean" else ops.sum(per_step, axis=1)
+
+
+def softmax_mse(student_scores, teacher_scores):
+    """Mean Teacher's consistency cost: squared difference of two softmax outputs, per image.
+
+    Summed over the steps and averaged over the classes, as the semi-supervised
+    solver's `ConsistentLoss` does (its mean over the batch is taken by the caller).
+
+    Args:
+        student_scores: (batch, steps, classes) softmax scores.
+        teacher_scores: The same shape; no gradient should flow into them.
+
+    Returns:
+        (batch,) costs.
+    """
+    return ops.sum(ops.mean(ops.square(student_scores - teacher_scores), axis=-1), axis=-1)

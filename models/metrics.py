@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from models.decoding import ctc_greedy_codes
+from models.decoding import ctc_greedy_codes, seq2seq_greedy_codes
 
 
 def position_accuracies(true_codes, predicted_codes) -> np.ndarray:
@@ -48,9 +48,11 @@ def _check_codes(true_codes, predicted_codes):
     return true_codes, predicted_codes
 
 
-def _correct_characters(y_true, y_pred, ctc: bool = False):
-    """Boolean (batch, length): sparse or one-hot targets against per-position or CTC scores."""
-    if ctc:
+def _correct_characters(y_true, y_pred, ctc: bool = False, kind: str | None = None):
+    """Boolean (batch, length): sparse or one-hot targets against per-position, CTC or seq2seq scores."""
+    if kind == "seq2seq":
+        predicted = seq2seq_greedy_codes(y_pred, y_true.shape[-1])[0]
+    elif ctc or kind == "ctc":
         # Sparse targets only: a CTC target may be shorter than `length`, padded with -1.
         predicted = ctc_greedy_codes(y_pred, y_true.shape[-1])[0]
     else:
@@ -67,36 +69,49 @@ class PositionAccuracy(keras.metrics.MeanMetricWrapper):
     Args:
         position: Which character, from 0.
         ctc: The model gives CTC scores (see `models.decoding`).
+        kind: The kind of scores (`models.layers.OUTPUT_KINDS`); overrides `ctc`.
     """
 
-    def __init__(self, position: int, ctc: bool = False, name: str | None = None, dtype=None):
+    def __init__(self, position: int, ctc: bool = False, name: str | None = None, dtype=None, kind: str | None = None):
         super().__init__(
-            fn=lambda y_true, y_pred: ops.cast(_correct_characters(y_true, y_pred, ctc)[:, position], "float32"),
+            fn=lambda y_true, y_pred: ops.cast(_correct_characters(y_true, y_pred, ctc, kind)[:, position], "float32"),
             name=name or f"digit_{position}_accuracy",
             dtype=dtype,
         )
-        self.position, self.ctc = position, ctc
+        self.position, self.ctc, self.kind = position, ctc, kind
 
     def get_config(self):
-        return {"position": self.position, "ctc": self.ctc, "name": self.name, "dtype": self.dtype}
+        return {"position": self.position, "ctc": self.ctc, "kind": self.kind, "name": self.name, "dtype": self.dtype}
 
 
 @keras.saving.register_keras_serializable(package="captcha_kit")
 class SequenceAccuracy(keras.metrics.MeanMetricWrapper):
     """Whole-CAPTCHA accuracy: every character of the image right."""
 
-    def __init__(self, ctc: bool = False, name: str = "whole_accuracy", dtype=None):
+    def __init__(self, ctc: bool = False, name: str = "whole_accuracy", dtype=None, kind: str | None = None):
         super().__init__(
-            fn=lambda y_true, y_pred: ops.cast(ops.all(_correct_characters(y_true, y_pred, ctc), axis=-1), "float32"),
+            fn=lambda y_true, y_pred: ops.cast(
+                ops.all(_correct_characters(y_true, y_pred, ctc, kind), axis=-1), "float32"
+            ),
             name=name,
             dtype=dtype,
         )
-        self.ctc = ctc
+        self.ctc, self.kind = ctc, kind
 
     def get_config(self):
-        return {"ctc": self.ctc, "name": self.name, "dtype": self.dtype}
+        return {"ctc": self.ctc, "kind": self.kind, "name": self.name, "dtype": self.dtype}
 
 
-def accuracy_metrics(length: int, ctc: bool = False) -> list[keras.metrics.Metric]:
-    """The metrics every training run reports: one per position, then whole accuracy."""
-    return [PositionAccuracy(position, ctc=ctc) for position in range(length)] + [SequenceAccuracy(ctc=ctc)]
+def accuracy_metrics(length: int, ctc: bool = False, kind: str | None = None, prefix: str = "") -> list:
+    """The metrics every training run reports: one per position, then whole accuracy.
+
+    Args:
+        length: Characters per label.
+        ctc: The model gives CTC scores.
+        kind: The kind of scores (`models.layers.OUTPUT_KINDS`); overrides `ctc`.
+        prefix: Put before each metric name (e.g. "teacher_").
+    """
+    return [
+        PositionAccuracy(position, ctc=ctc, kind=kind, name=f"{prefix}digit_{position}_accuracy")
+        for position in range(length)
+    ] + [SequenceAccuracy(ctc=ctc, kind=kind, name=f"{prefix}whole_accuracy")]

@@ -38,6 +38,10 @@ def plot_history(history: dict[str, list[float]], path: str | Path, length: int,
     left.legend(fontsize=7, ncol=2, loc="lower right")
     right.plot(epochs, history["val_whole_accuracy"], "-o", color="black", markersize=3, label="whole (val)")
     right.plot(epochs, history["whole_accuracy"], "--", color="black", alpha=0.6, label="whole (train)")
+    if "val_teacher_whole_accuracy" in history:  # A Mean Teacher run: its EMA teacher too.
+        right.plot(
+            epochs, history["val_teacher_whole_accuracy"], "-s", color="C4", markersize=3, label="whole (val, teacher)"
+        )
     right.set(xlabel="epoch", ylabel="whole-CAPTCHA accuracy", title="Whole CAPTCHA and loss", ylim=(0, 1.01))
     right.grid(alpha=0.3)
     loss_axis = right.twinx()

@@ -10,9 +10,11 @@ input image size, and returns a Functional model whose input is the raw
 uint8-valued image and whose output holds one softmax over the alphabet per
 character position: shape (batch, length, classes). A CTC model instead
 gives one softmax over the alphabet and a final blank class per time step:
-(batch, time steps, classes + 1). `get_model` appends an `AlphabetTag`
-layer named `characters` that records the alphabet (and which of the two
-kinds of scores the model gives) inside the saved `.keras` file.
+(batch, time steps, classes + 1). A seq2seq model gives one softmax per
+decoder step over the alphabet and its end, pad and start tokens:
+(batch, length + 1, classes + 3). `get_model` appends an `AlphabetTag`
+layer named `characters` that records the alphabet (and which kind of
+scores the model gives) inside the saved `.keras` file.
 """
 
 from __future__ import annotations
@@ -78,12 +80,12 @@ def get_model(name: str, alphabet: Alphabet | None = None, image_size=DEFAULT_IM
     alphabet = alphabet or Alphabet()
     model = builder(alphabet=alphabet, image_size=tuple(image_size), **options)
     classes = model.output_shape[-1]
-    if classes not in (alphabet.num_classes, alphabet.num_classes + 1):
+    kinds = {alphabet.num_classes: "positions", alphabet.num_classes + 1: "ctc", alphabet.num_classes + 3: "seq2seq"}
+    if classes not in kinds:
         raise ValueError(
             f"Model {name!r} gives {classes} scores per position; expected {alphabet.num_classes} "
-            f"(per position) or {alphabet.num_classes + 1} (CTC, with the blank) for {alphabet}."
+            f"(per position), {alphabet.num_classes + 1} (CTC, with the blank) or {alphabet.num_classes + 3} "
+            f"(seq2seq, with end, pad and start) for {alphabet}."
         )
-    tag = AlphabetTag(alphabet.characters, alphabet.length, ctc=classes == alphabet.num_classes + 1, name="characters")(
-        model.outputs[0]
-    )
+    tag = AlphabetTag(alphabet.characters, alphabet.length, kind=kinds[classes], name="characters")(model.outputs[0])
     return keras.Model(model.inputs, tag, name=model.name)

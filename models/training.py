@@ -16,9 +16,57 @@ import keras
 import numpy as np
 
 from models.io import save_checkpoint, save_model
-from models.layers import is_ctc_model
+from models.layers import output_kind
 from models.losses import CTCLoss
 from models.metrics import accuracy_metrics
+
+
+def make_optimizer(
+    learning_rate: float,
+    total_steps: int,
+    name: str = "adam",
+    schedule: str = "cosine",
+    warmup_fraction: float = 0.05,
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    clip_value: float | None = None,
+) -> keras.optimizers.Optimizer:
+    """The optimizer of a run: Adam(W) or SGD, with a warm-up + cosine schedule or a constant rate.
+
+    Args:
+        learning_rate: Peak (cosine) or constant learning rate.
+        total_steps: Optimizer steps of the whole run (for the cosine schedule).
+        name: "adam" (AdamW when `weight_decay`) or "sgd" (with `momentum`, `nesterov`).
+        schedule: "cosine" (short linear warm-up, then cosine decay to zero) or "constant".
+        warmup_fraction: Part of the steps spent warming up.
+        weight_decay: Decoupled weight decay (0: none).
+        momentum: SGD momentum.
+        nesterov: SGD Nesterov momentum.
+        clip_value: Clip each gradient element to ±this (None: no clipping).
+    """
+    if schedule == "cosine":
+        warmup_steps = max(1, int(total_steps * warmup_fraction))
+        rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=learning_rate * 0.1,
+            decay_steps=max(1, total_steps - warmup_steps),
+            warmup_target=learning_rate,
+            warmup_steps=warmup_steps,
+        )
+    elif schedule == "constant":
+        rate = learning_rate
+    else:
+        raise ValueError(f"`schedule` must be 'cosine' or 'constant'. Received: schedule={schedule!r}")
+    extra = {"clipvalue": clip_value} if clip_value else {}
+    if name == "sgd":
+        return keras.optimizers.SGD(
+            rate, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay or None, **extra
+        )
+    if name == "adam":
+        if weight_decay:
+            return keras.optimizers.AdamW(rate, weight_decay=weight_decay, **extra)
+        return keras.optimizers.Adam(rate, **extra)
+    raise ValueError(f"`name` must be 'adam' or 'sgd'. Received: name={name!r}")
 
 
 def compile_model(
@@ -28,24 +76,26 @@ def compile_model(
     total_steps: int,
     warmup_fraction: float = 0.05,
     weight_decay: float = 0.0,
+    optimizer: keras.optimizers.Optimizer | None = None,
 ) -> keras.Model:
     """Adam(W) with a short linear warm-up then cosine decay to zero, sparse cross-entropy.
 
     A CTC model (see `models.layers.AlphabetTag`) gets the CTC loss and
     metrics that decode its time steps instead. The cosine schedule is what lets a 10-epoch run end converged: the large
-    early steps move fast, the small late steps settle the weights.
+    early steps move fast, the small late steps settle the weights. `optimizer`
+    replaces the default one (see `make_optimizer`).
     """
-    warmup_steps = max(1, int(total_steps * warmup_fraction))
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=learning_rate * 0.1,
-        decay_steps=max(1, total_steps - warmup_steps),
-        warmup_target=learning_rate,
-        warmup_steps=warmup_steps,
-    )
-    optimizer = (
-        keras.optimizers.AdamW(schedule, weight_decay=weight_decay) if weight_decay else keras.optimizers.Adam(schedule)
-    )
-    ctc = is_ctc_model(model)
+    if optimizer is None:
+        optimizer = make_optimizer(
+            learning_rate, total_steps, warmup_fraction=warmup_fraction, weight_decay=weight_decay
+        )
+    kind = output_kind(model)
+    if kind == "seq2seq":
+        raise ValueError(
+            "A seq2seq model trains with teacher forcing: wrap it in `models.objectives.Supervised` "
+            "(train.py does) instead of compiling it directly."
+        )
+    ctc = kind == "ctc"
     model.compile(
         optimizer=optimizer,
         loss=CTCLoss() if ctc else keras.losses.SparseCategoricalCrossentropy(),
@@ -85,10 +135,17 @@ class EpochReport(keras.callbacks.Callback):
             return
         logs["val_mean_accuracy"] = mean_position_accuracy(logs, self.length)
         digits = " ".join(f"{logs[f'val_digit_{p}_accuracy']:.4f}" for p in range(self.length))
+        teacher = ""
+        if "val_teacher_digit_0_accuracy" in logs:  # A Mean Teacher run scores its teacher too.
+            logs["val_teacher_mean_accuracy"] = mean_position_accuracy(logs, self.length, prefix="val_teacher_")
+            teacher = (
+                f" - teacher mean {logs['val_teacher_mean_accuracy']:.4f}"
+                f" whole {logs['val_teacher_whole_accuracy']:.4f}"
+            )
         print(
             f"Epoch {epoch + 1}/{self.epochs}: {time.time() - self.started:.0f}s - loss {logs['loss']:.4f}"
             f" - val_loss {logs['val_loss']:.4f} - val digits {digits}"
-            f" - val mean {logs['val_mean_accuracy']:.4f} - val whole {logs['val_whole_accuracy']:.4f}",
+            f" - val mean {logs['val_mean_accuracy']:.4f} - val whole {logs['val_whole_accuracy']:.4f}{teacher}",
             flush=True,
         )
 
@@ -132,18 +189,35 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         monitor: The log entry to maximise.
         best: The best value of a run being resumed (default: none yet).
         best_epoch: Its epoch number, counted from 1.
+        candidates: For a training objective that wraps plain models: a dict
+            from a log entry to maximise to the plain model it scores (e.g.
+            Mean Teacher's student and teacher); each epoch the best of them
+            is compared with the best so far. Default: {monitor: the model fitted}.
     """
 
-    def __init__(self, path: str | Path, monitor: str = "val_mean_accuracy", best: float = -math.inf, best_epoch=None):
+    def __init__(
+        self,
+        path: str | Path,
+        monitor: str = "val_mean_accuracy",
+        best: float = -math.inf,
+        best_epoch=None,
+        candidates: dict | None = None,
+    ):
         super().__init__()
         self.path, self.monitor = Path(path), monitor
         self.best, self.best_epoch = best, best_epoch
+        self.candidates, self.best_source = candidates, None
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is not None and value > self.best:
-            self.best, self.best_epoch = float(value), epoch + 1
-            save_model(self.model, self.path)
+        logs = logs or {}
+        candidates = self.candidates or {self.monitor: self.model}
+        scored = [(logs[key], key) for key in candidates if logs.get(key) is not None]
+        if not scored:
+            return
+        value, key = max(scored)
+        if value > self.best:
+            self.best, self.best_epoch, self.best_source = float(value), epoch + 1, key
+            save_model(candidates[key], self.path)
 
 
 class TrainingCheckpoint(keras.callbacks.Callback):
