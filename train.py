@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=models.list_models(),
         help="registered model to train (default: %(default)s)",
     )
+    group.add_argument(
+        "--model-options",
+        type=json.loads,
+        default=None,
+        metavar="JSON",
+        help="keyword arguments of the model builder as a JSON object, e.g. '{\"units\": 64}' (default: none)",
+    )
     group.add_argument("--output", default="my_model.keras", help="where to save the best model (default: %(default)s)")
     group.add_argument("--force", action="store_true", help="replace an existing --output file")
     group.add_argument(
@@ -479,7 +486,9 @@ def main(argv=None) -> dict:
                     f"{train.images.shape[1:3]}."
                 )
         else:
-            model = models.get_model(args.model, alphabet=alphabet, image_size=train.images.shape[1:3])
+            model = models.get_model(
+                args.model, alphabet=alphabet, image_size=train.images.shape[1:3], **(args.model_options or {})
+            )
         trainable, candidates = build_objective(args, model, alphabet, steps_per_epoch * args.epochs)
         initial_epoch, best, best_epoch = 0, -math.inf, None
         checkpoint_path.unlink(missing_ok=True)  # A stale state must never be resumed with these options.

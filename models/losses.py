@@ -33,6 +33,31 @@ class CTCLoss(keras.losses.Loss):
         )
 
 
+@keras.saving.register_keras_serializable(package="captcha_kit")
+class SequenceCrossEntropy(keras.losses.Loss):
+    """Cross-entropy of a seq2seq model's greedy decoder steps against the labels and the end token.
+
+    What `compile_model` gives a seq2seq model, so that plain `model.fit` trains
+    it too (free-running: each step is fed the model's own argmax, like the
+    Mean Teacher stage). Supervised training with teacher forcing goes through
+    `models.supervised.Supervised` instead.
+
+    Args:
+        end_token: The class of the end token (the number of characters).
+        label_smoothing: Spread this much of each target's mass over all classes.
+    """
+
+    def __init__(self, end_token: int, label_smoothing: float = 0.0, name="sequence_cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.end_token, self.label_smoothing = int(end_token), float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        return sequence_cross_entropy(y_true, y_pred, self.label_smoothing, "mean", self.end_token)
+
+    def get_config(self):
+        return {**super().get_config(), "end_token": self.end_token, "label_smoothing": self.label_smoothing}
+
+
 def sequence_cross_entropy(
     codes, scores, label_smoothing: float = 0.0, reduction: str = "mean", end_token: int | None = None
 ):

@@ -3,7 +3,9 @@
 A port of `CNNSeq2Seq` from "A Semi-supervised Deep Learning-Based Solver for
 Breaking Text-Based CAPTCHAs" (github.com/2594306528/semi-supervised-for-captcha):
 
-- the raw image is resized to 64x128 and scaled to [-1, 1] inside the model;
+- the raw image is resized to 64x128 and scaled to [-1, 1] inside the model
+  (144x256 multicolorcaptcha images lose their black margins first, as with
+  every kit model);
 - five residual blocks (32, 64, 128, 256, 256 channels; conv3x3-BN-ReLU-conv3x3-BN
   plus a 1x1 conv + BN shortcut when the channels change, no ReLU after the sum,
   as in the original), each followed by max-pooling (2,2), (2,2), (2,1), (2,1),
@@ -36,7 +38,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from models.blocks import image_input
+from models.blocks import default_crop, image_input
 from models.registry import register_model
 
 END, PAD, START = "$", " ", "^"
@@ -161,6 +163,7 @@ class AttentionDecoder(layers.Layer):
 def build_cnn_seq2seq(
     alphabet,
     image_size,
+    crop=None,
     input_size=(64, 128),
     channels=(32, 64, 128, 256, 256),
     pools=((2, 2), (2, 2), (2, 1), (2, 1), (4, 1)),
@@ -176,6 +179,8 @@ def build_cnn_seq2seq(
     Args:
         alphabet: Characters and label length.
         image_size: (height, width) of the raw images the model is given.
+        crop: Rows (top, bottom) cut off before resizing (default: the margins
+            of 144x256 multicolorcaptcha images, else none, as for every kit model).
         input_size: (height, width) the images are resized to inside the model.
         channels: Channels of the residual blocks.
         pools: Max-pool size (height, width) after each block.
@@ -188,7 +193,9 @@ def build_cnn_seq2seq(
     if len(channels) != len(pools):
         raise ValueError(f"`channels` and `pools` differ in length. Received: {channels} and {pools}")
     inputs = image_input(image_size)
-    x = layers.Resizing(*input_size, interpolation="bilinear", name="resize")(inputs)
+    crop = default_crop(image_size) if crop is None else tuple(crop)
+    x = layers.Cropping2D((crop, (0, 0)), name="crop_strip")(inputs) if any(crop) else inputs
+    x = layers.Resizing(*input_size, interpolation="bilinear", name="resize")(x)
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(x)
     for index, (filters, pool) in enumerate(zip(channels, pools), 1):
         x = residual_block(x, filters, name=f"block{index}", momentum=batch_norm_momentum)

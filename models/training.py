@@ -17,7 +17,7 @@ import numpy as np
 
 from models.io import save_checkpoint, save_model
 from models.layers import output_kind
-from models.losses import CTCLoss
+from models.losses import CTCLoss, SequenceCrossEntropy
 from models.metrics import accuracy_metrics
 
 
@@ -81,8 +81,10 @@ def compile_model(
     """Adam(W) with a short linear warm-up then cosine decay to zero, sparse cross-entropy.
 
     A CTC model (see `models.layers.AlphabetTag`) gets the CTC loss and
-    metrics that decode its time steps instead. The cosine schedule is what lets a 10-epoch run end converged: the large
-    early steps move fast, the small late steps settle the weights. `optimizer`
+    metrics that decode its time steps instead; a seq2seq model the
+    cross-entropy of its greedy decoder steps (`SequenceCrossEntropy`). The
+    cosine schedule is what lets a 10-epoch run end converged: the large early
+    steps move fast, the small late steps settle the weights. `optimizer`
     replaces the default one (see `make_optimizer`).
     """
     if optimizer is None:
@@ -91,16 +93,13 @@ def compile_model(
         )
     kind = output_kind(model)
     if kind == "seq2seq":
-        raise ValueError(
-            "A seq2seq model trains with teacher forcing: wrap it in `models.objectives.Supervised` "
-            "(train.py does) instead of compiling it directly."
-        )
-    ctc = kind == "ctc"
-    model.compile(
-        optimizer=optimizer,
-        loss=CTCLoss() if ctc else keras.losses.SparseCategoricalCrossentropy(),
-        metrics=accuracy_metrics(length, ctc=ctc),
-    )
+        # Free-running decoding; train.py trains seq2seq models with teacher forcing (models.supervised) instead.
+        loss = SequenceCrossEntropy(end_token=model.output_shape[-1] - 3)
+    elif kind == "ctc":
+        loss = CTCLoss()
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+    model.compile(optimizer=optimizer, loss=loss, metrics=accuracy_metrics(length, kind=kind))
     return model
 
 

@@ -7,7 +7,7 @@ import models
 from data.alphabet import Alphabet
 from models.decoding import decode_codes
 from models.io import load_model, model_alphabet, save_model
-from models.layers import AlphabetTag, ForegroundMap, is_ctc_model
+from models.layers import AlphabetTag, ForegroundMap, is_ctc_model, output_kind
 from models.training import compile_model
 
 ALPHABET = Alphabet()
@@ -50,6 +50,9 @@ def test_model_shape_fit_and_round_trip(name, batch, tmp_path):
         # One softmax per time step over the 10 digits and the blank; enough steps for 4 digits with repeats.
         steps = model.output_shape[1]
         assert model.output_shape == (None, steps, 11) and steps >= 2 * ALPHABET.length - 1
+    elif output_kind(model) == "seq2seq":
+        # One decoder step per digit and one for the end token, over the digits and end, pad, start.
+        assert model.output_shape == (None, 5, 13)
     else:
         assert model.output_shape == (None, 4, 10)
     compile_model(model, ALPHABET.length, learning_rate=1e-3, total_steps=2)
@@ -75,6 +78,8 @@ def test_other_alphabet_length_and_size(name, alphabet, tmp_path):
     assert model.input_shape == (None, 32, 96, 3)
     if is_ctc_model(model):
         assert model.output_shape[2] == alphabet.num_classes + 1
+    elif output_kind(model) == "seq2seq":
+        assert model.output_shape == (None, alphabet.length + 1, alphabet.num_classes + 3)
     else:
         assert model.output_shape == (None, alphabet.length, alphabet.num_classes)
     # The alphabet travels inside the .keras file.
