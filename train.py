@@ -4,6 +4,7 @@
     python train.py --model shawon           # the Kaggle baseline
     python train.py --epochs 3 --output runs/quick.keras
     python train.py --resume                 # continue an interrupted run
+    python train.py --fresh-images 60000     # 60,000 new CAPTCHAs every epoch instead of capts_train/
     python train.py --train-dir notebook_train --val-dir notebook_val --alphabet imagecaptcha58 --length 4
     python train.py --data ../shared/datasets/henan-4digit/images \
         --labels ../shared/datasets/henan-4digit/labels.txt --split 0.8,0.1,0.1 --model fourblock
@@ -15,7 +16,8 @@ taken from the data; the alphabet (`--alphabet`, `--length`) is recorded in
 the saved model. Beside the model it writes `<name>.history.csv` (per-epoch
 figures), `<name>.curves.png` (accuracy of each position against epoch) and
 `<name>.json` (the resolved options and the final validation, and test,
-accuracies).
+accuracies). With `--fresh-images N` every epoch trains on N CAPTCHAs drawn
+while the model trains (`data.stream`): no image is seen twice.
 
 Nothing is lost when training stops: the best model so far is saved
 (atomically) whenever it improves, and the full state of the last finished
@@ -46,6 +48,7 @@ from data.files import atomic_path  # noqa: E402
 from data.generate import DEFAULT_TRAIN_COUNT, DEFAULT_VAL_COUNT, generate_folder, read_manifest  # noqa: E402
 from data.labels import IMAGE_SUFFIXES  # noqa: E402
 from data.split import parse_fractions, read_split, select, split_filenames, write_split  # noqa: E402
+from data.stream import GeneratedBatches  # noqa: E402
 from models.evaluation import evaluate_model, format_accuracies  # noqa: E402
 from models.io import load_model  # noqa: E402
 from models.plots import plot_history, read_history  # noqa: E402
@@ -115,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_VAL_COUNT,
         help="images to generate when --val-dir is missing (default: %(default)s)",
+    )
+    group.add_argument(
+        "--fresh-images",
+        type=int,
+        default=None,
+        help="train on this many newly generated CAPTCHAs every epoch (drawn by a worker process while the model "
+        "trains) instead of --train-dir; validation still uses --val-dir (default: off)",
     )
     group.add_argument(
         "--skip-bad",
@@ -213,10 +223,13 @@ def load_data(args, alphabet: Alphabet, split_path: Path):
     if args.data is None:
         default_alphabet = alphabet == Alphabet()
         if default_alphabet:
-            ensure_data(Path(args.train_dir), args.train_count, seed=f"{args.seed}/train")
+            if not args.fresh_images:
+                ensure_data(Path(args.train_dir), args.train_count, seed=f"{args.seed}/train")
             ensure_data(Path(args.val_dir), args.val_count, seed=f"{args.seed}/val")
-        train = load_labelled_folder(args.train_dir, alphabet, labels_file=args.labels, strict=not args.skip_bad)
         val = load_labelled_folder(args.val_dir, alphabet, labels_file=args.labels, strict=not args.skip_bad)
+        if args.fresh_images:
+            return None, val, None, f"fresh multicolorcaptcha images and {args.val_dir}/"
+        train = load_labelled_folder(args.train_dir, alphabet, labels_file=args.labels, strict=not args.skip_bad)
         return train, val, None, f"{args.train_dir}/ and {args.val_dir}/"
     everything = load_labelled_folder(args.data, alphabet, labels_file=args.labels, strict=not args.skip_bad)
     if args.split_file:
@@ -253,24 +266,38 @@ def main(argv=None) -> dict:
         alphabet = alphabet_from_options(args.alphabet, args.length)
         if args.time_limit is not None and args.time_limit <= 0:
             raise ValueError(f"--time-limit must be positive. Received: {args.time_limit}")
+        if args.fresh_images is not None:
+            if args.fresh_images < 1:
+                raise ValueError(f"--fresh-images must be positive. Received: {args.fresh_images}")
+            if args.data or alphabet != Alphabet():
+                raise ValueError(
+                    "--fresh-images draws the assignment's four-digit multicolorcaptcha images; it cannot be "
+                    f"combined with --data or another alphabet. Received: --data {args.data}, {alphabet}"
+                )
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    try:
         started = time.time()
         train, val, test, source = load_data(args, alphabet, split_path)
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error} (--skip-bad skips unusable images instead)")
     data_seconds = time.time() - started
+    train_size = args.fresh_images or len(train)
+    image_size = val.images.shape[1:3]
+    training = f"{train_size} new training images per epoch" if args.fresh_images else f"{train_size} training"
     print(
-        f"Data: {len(train)} training, {len(val)} validation, {len(test) if test else 0} test images "
-        f"of {train.images.shape[2]}x{train.images.shape[1]} from {source} ({data_seconds:.0f}s); {alphabet}",
+        f"Data: {training}, {len(val)} validation, {len(test) if test else 0} test images "
+        f"of {image_size[1]}x{image_size[0]} from {source} ({data_seconds:.0f}s); {alphabet}",
         flush=True,
     )
     for loaded, folder in ((train, args.train_dir), (val, args.val_dir)):
-        if loaded.skipped:
+        if loaded is not None and loaded.skipped:
             print(describe_skipped(loaded, folder), flush=True)
 
-    steps_per_epoch = -(-len(train) // args.batch_size)
+    steps_per_epoch = -(-train_size // args.batch_size)
     if state is None:
         keras.utils.set_random_seed(args.seed)
-        model = models.get_model(args.model, alphabet=alphabet, image_size=train.images.shape[1:3])
+        model = models.get_model(args.model, alphabet=alphabet, image_size=image_size)
         compile_model(
             model, alphabet.length, args.learning_rate, steps_per_epoch * args.epochs, weight_decay=args.weight_decay
         )
@@ -304,11 +331,17 @@ def main(argv=None) -> dict:
         callbacks.append(time_limit)
     if args.patience:
         callbacks.append(keras.callbacks.EarlyStopping("val_mean_accuracy", mode="max", patience=args.patience))
+    if args.fresh_images:
+        batches = GeneratedBatches(
+            args.fresh_images, alphabet, args.batch_size, seed=f"{args.seed}/fresh", first_epoch=initial_epoch
+        )
+    else:
+        batches = ArrayBatches(train.images, train.codes, args.batch_size, shuffle=True, seed=args.seed)
     train_started = time.time()
     interrupted = False
     try:
         model.fit(
-            ArrayBatches(train.images, train.codes, args.batch_size, shuffle=True, seed=args.seed),
+            batches,
             epochs=args.epochs,
             initial_epoch=initial_epoch,
             validation_data=ArrayBatches(val.images, val.codes, batch_size=256),
@@ -333,22 +366,24 @@ def main(argv=None) -> dict:
     test_result = evaluate_model(best, test.images, test.codes, alphabet) if test else None
     history = read_history(history_path)
     epochs_run = len(history.get("epoch", []))
-    images_trained = len(train) * epochs_run
+    images_trained = train_size * epochs_run
     if time_limit and time_limit.stopped_mid_epoch:  # The last epoch ended early: count what it trained on.
-        images_trained -= len(train) - min(len(train), time_limit.batches_in_epoch * args.batch_size)
+        images_trained -= train_size - min(train_size, time_limit.batches_in_epoch * args.batch_size)
     plot_history(
         history,
         curves_path,
         alphabet.length,
-        title=f"{args.model} on {len(train)} images, best epoch {checkpoint.best_epoch}",
+        title=f"{args.model} on {train_size}{' new' if args.fresh_images else ''} images"
+        f"{' every epoch' if args.fresh_images else ''}, best epoch {checkpoint.best_epoch}",
     )
     summary = {
         "options": vars(args),
         "alphabet": alphabet.get_config(),
-        "image_size": list(train.images.shape[1:3]),
+        "image_size": list(image_size),
         "model_file": str(output),
         "parameters": model.count_params(),
-        "train_images": len(train),
+        "train_images": train_size,
+        "fresh_images_per_epoch": args.fresh_images,
         "val_images": len(val),
         "test_images": len(test) if test else 0,
         "split_file": str(split_path) if args.data else None,
@@ -359,7 +394,7 @@ def main(argv=None) -> dict:
         "interrupted": interrupted,
         "data_seconds": round(data_seconds, 1),
         "train_seconds": round(train_seconds, 1),
-        "train_images_per_second": round((images_trained - len(train) * initial_epoch) / max(train_seconds, 1e-9), 1),
+        "train_images_per_second": round((images_trained - train_size * initial_epoch) / max(train_seconds, 1e-9), 1),
         "validation": result,
         "test": test_result,
         "history_file": str(history_path),
