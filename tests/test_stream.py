@@ -40,26 +40,29 @@ def test_generated_batches_reject_bad_counts():
         GeneratedBatches(0, Alphabet(), workers=0)
 
 
-def test_train_with_fresh_images(captcha_folders, tmp_path, capsys):
+def test_train_draws_fresh_images_by_default(captcha_folders, tmp_path, capsys, monkeypatch):
     _, val_dir = captcha_folders
+    monkeypatch.chdir(tmp_path)  # A capts_train/ would be generated here if the default still used a folder.
+    monkeypatch.setattr(train, "DEFAULT_FRESH_IMAGES", 16)
     output = tmp_path / "fresh.keras"
     summary = train.main(
-        ["--model", "cellnet_tiny", "--epochs", "2", "--batch-size", "8", "--quiet", "--fresh-images", "16"]
-        + ["--val-dir", str(val_dir), "--train-dir", str(tmp_path / "never_made"), "--output", str(output)]
+        ["--model", "cellnet_tiny", "--epochs", "2", "--batch-size", "8", "--quiet"]
+        + ["--val-dir", str(val_dir), "--output", str(output)]
     )
     assert "16 new training images per epoch" in capsys.readouterr().out
-    assert output.is_file() and not (tmp_path / "never_made").exists()  # No training folder is generated.
+    assert output.is_file() and not (tmp_path / "capts_train").exists()
     saved = json.loads(output.with_suffix(".json").read_text())
-    assert saved["fresh_images_per_epoch"] == 16 and saved["epochs_run"] == 2
+    assert saved["fresh_images_per_epoch"] == 16 and saved["train_images"] == 16 and saved["epochs_run"] == 2
     assert summary["train_images_per_second"] > 0
 
 
-def test_fresh_images_refuses_other_data(captcha_folders, tmp_path):
-    _, val_dir = captcha_folders
-    with pytest.raises(SystemExit, match="--fresh-images"):
-        train.main(["--fresh-images", "0", "--val-dir", str(val_dir), "--output", str(tmp_path / "m.keras")])
-    with pytest.raises(SystemExit, match="another alphabet"):
-        train.main(
-            ["--fresh-images", "8", "--alphabet", "abc", "--length", "3"]
-            + ["--val-dir", str(val_dir), "--output", str(tmp_path / "m.keras")]
-        )
+def test_fresh_images_refuses_other_sources(captcha_folders, tmp_path):
+    train_dir, val_dir = captcha_folders
+    common = ["--val-dir", str(val_dir), "--output", str(tmp_path / "m.keras")]
+    with pytest.raises(SystemExit, match="--fresh-images must be positive"):
+        train.main(["--fresh-images", "0", *common])
+    with pytest.raises(SystemExit, match="cannot be combined with a training folder"):
+        train.main(["--fresh-images", "8", "--train-dir", str(train_dir), *common])
+    with pytest.raises(SystemExit, match="not Alphabet"):
+        train.main(["--fresh-images", "8", "--alphabet", "abc", "--length", "3", *common])
+    assert not (tmp_path / "m.keras").exists()
