@@ -3,10 +3,14 @@
     python -m bench.bench_train                   # default model, default data
     python -m bench.bench_train --model shawon    # the Kaggle baseline on the same data
 
-Runs the two commands a student runs, as subprocesses in a scratch folder:
-`python -m data.generate` (timed apart), then `python train.py`. Records the
-wall times, training images per second and the per-epoch per-digit and whole
-validation accuracies in `bench/results/train_<model>.json`, and prints a table.
+Runs what a student runs on a fresh machine, `python train.py`, as a
+subprocess in an empty scratch folder: it generates `capts_val/` (timed
+inside it as data preparation), then trains on new CAPTCHAs every epoch.
+With `--train-args "--train-dir capts_train"` the bench first runs
+`python -m data.generate` (timed apart), for the fixed-folder recipe.
+Records the wall times, training images per second and the per-epoch
+per-digit and whole validation accuracies in
+`bench/results/train_<model>.json` (or `--name`), and prints a table.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ def main(argv=None) -> dict:
         help="keep the generated folders of an earlier run (generation is then not timed)",
     )
     parser.add_argument("--train-args", default="", help="extra arguments for train.py, e.g. '--epochs 3'")
+    parser.add_argument("--name", default=None, help="results file name (default: train_<model>)")
     args = parser.parse_args(argv)
 
     work = Path(args.work_dir)
@@ -53,7 +58,8 @@ def main(argv=None) -> dict:
         stale.unlink()
 
     generate_seconds = None
-    if not args.reuse_data or not (work / "capts_train").exists():
+    fixed_folder = "--train-dir" in args.train_args
+    if fixed_folder and (not args.reuse_data or not (work / "capts_train").exists()):
         generate_seconds = run([sys.executable, "-m", "data.generate"], cwd=work)
     command = [sys.executable, str(REPOSITORY / "train.py"), "--output", "model.keras", "--quiet"]
     if args.model:
@@ -74,6 +80,7 @@ def main(argv=None) -> dict:
         "model": model,
         "parameters": summary["parameters"],
         "train_images": summary["train_images"],
+        "fresh_images_per_epoch": summary.get("fresh_images_per_epoch"),
         "val_images": summary["val_images"],
         "generate_seconds": None if generate_seconds is None else round(generate_seconds, 1),
         "train_command_seconds": round(train_seconds, 1),
@@ -95,9 +102,10 @@ def main(argv=None) -> dict:
         ],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"train_{model}.json"
+    name = args.name or f"train_{model}"
+    path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    shutil.copy(work / "model.curves.png", RESULTS / f"train_{model}.curves.png")
+    shutil.copy(work / "model.curves.png", RESULTS / f"{name}.curves.png")
     print_table(result)
     print(f"\nWritten: {path}")
     return result
@@ -105,7 +113,8 @@ def main(argv=None) -> dict:
 
 def print_table(result: dict) -> None:
     print(
-        f"\n{result['model']}: {result['parameters']:,} parameters, {result['train_images']} training images, "
+        f"\n{result['model']}: {result['parameters']:,} parameters, {result['train_images']} training images"
+        f"{' (new every epoch)' if result.get('fresh_images_per_epoch') else ''}, "
         f"{result['val_images']} validation images"
     )
     print(

@@ -19,10 +19,17 @@ from models.registry import register_model
 
 
 def build_shawon(
-    alphabet, image_size, filters=(16, 32, 32), dense_units=64, dropout=0.5, foreground=False, name="shawon"
+    alphabet,
+    image_size,
+    filters=(16, 32, 32),
+    dense_units=64,
+    dropout=0.5,
+    foreground=False,
+    downscale=1,
+    name="shawon",
 ):
     inputs = image_input(image_size)
-    x = preprocess(inputs, crop=default_crop(image_size), foreground=foreground)
+    x = preprocess(inputs, crop=default_crop(image_size), downscale=downscale, foreground=foreground)
     for stage, width in enumerate(filters, 1):
         x = layers.Conv2D(width, 3, padding="same", activation="relu", name=f"conv{stage}")(x)
         if stage == len(filters):

@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import pytest
+
+import train
+from data.alphabet import Alphabet
+from data.generate import make_captcha
+from data.stream import GeneratedBatches
+
+
+def test_generated_batches_are_repeatable_and_new_every_epoch():
+    alphabet = Alphabet()
+    batches = GeneratedBatches(10, alphabet, batch_size=4, seed="test", workers=0)
+    assert len(batches) == 3
+    images, codes = batches[2]
+    assert images.shape == (2, 144, 256, 3) and images.dtype == np.uint8  # The last batch holds the remainder.
+    assert codes.shape == (2, 4)
+
+    first_images, first_codes = batches[0]
+    again_images, again_codes = GeneratedBatches(10, alphabet, batch_size=4, seed="test", workers=0)[0]
+    np.testing.assert_array_equal(first_images, again_images)
+    np.testing.assert_array_equal(first_codes, again_codes)
+    # The codes are the labels the generator drew for exactly these images.
+    image, label = make_captcha("test/epoch0", 1)
+    np.testing.assert_array_equal(first_images[1], np.asarray(image))
+    assert alphabet.decode(first_codes[1]) == label
+
+    batches.on_epoch_end()
+    assert not np.array_equal(batches[0][0], first_images)
+    # A run resumed at epoch 1 draws what the uninterrupted run drew in its second epoch.
+    resumed = GeneratedBatches(10, alphabet, batch_size=4, seed="test", first_epoch=1, workers=0)
+    np.testing.assert_array_equal(resumed[0][0], batches[0][0])
+    with pytest.raises(IndexError):
+        batches[3]
+
+
+def test_generated_batches_reject_bad_counts():
+    with pytest.raises(ValueError, match="images_per_epoch"):
+        GeneratedBatches(0, Alphabet(), workers=0)
+
+
+def test_train_draws_fresh_images_by_default(captcha_folders, tmp_path, capsys, monkeypatch):
+    _, val_dir = captcha_folders
+    monkeypatch.chdir(tmp_path)  # A capts_train/ would be generated here if the default still used a folder.
+    monkeypatch.setattr(train, "DEFAULT_FRESH_IMAGES", 16)
+    output = tmp_path / "fresh.keras"
+    summary = train.main(
+        ["--model", "cellnet_tiny", "--epochs", "2", "--batch-size", "8", "--quiet"]
+        + ["--val-dir", str(val_dir), "--output", str(output)]
+    )
+    assert "16 new training images per epoch" in capsys.readouterr().out
+    assert output.is_file() and not (tmp_path / "capts_train").exists()
+    saved = json.loads(output.with_suffix(".json").read_text())
+    assert saved["fresh_images_per_epoch"] == 16 and saved["train_images"] == 16 and saved["epochs_run"] == 2
+    assert summary["train_images_per_second"] > 0
+
+
+def test_fresh_images_refuses_other_sources(captcha_folders, tmp_path):
+    train_dir, val_dir = captcha_folders
+    common = ["--val-dir", str(val_dir), "--output", str(tmp_path / "m.keras")]
+    with pytest.raises(SystemExit, match="--fresh-images must be positive"):
+        train.main(["--fresh-images", "0", *common])
+    with pytest.raises(SystemExit, match="cannot be combined with a training folder"):
+        train.main(["--fresh-images", "8", "--train-dir", str(train_dir), *common])
+    with pytest.raises(SystemExit, match="not Alphabet"):
+        train.main(["--fresh-images", "8", "--alphabet", "abc", "--length", "3", *common])
+    assert not (tmp_path / "m.keras").exists()
