@@ -39,6 +39,7 @@ import keras
 from keras import layers, ops
 
 from models.blocks import default_crop, image_input
+from models.layers import ForegroundMap
 from models.registry import register_model
 
 END, PAD, START = "$", " ", "^"
@@ -172,6 +173,7 @@ def build_cnn_seq2seq(
     num_layers=2,
     recurrent_dropout=0.5,
     batch_norm_momentum=0.9,
+    foreground=False,
     name="cnn_seq2seq",
 ):
     """Builds the CNN + GRU encoder + attention GRU decoder reader.
@@ -189,6 +191,9 @@ def build_cnn_seq2seq(
         num_layers: GRU layers of encoder and decoder.
         recurrent_dropout: Dropout between stacked GRU layers.
         batch_norm_momentum: 0.9 is PyTorch's BatchNorm default (its momentum 0.1).
+        foreground: Read the kit's colour-free `ForegroundMap` (one channel)
+            instead of RGB: not in the original; multicolorcaptcha's random
+            colours otherwise hide the digits from a model trained on few images.
     """
     if len(channels) != len(pools):
         raise ValueError(f"`channels` and `pools` differ in length. Received: {channels} and {pools}")
@@ -196,7 +201,12 @@ def build_cnn_seq2seq(
     crop = default_crop(image_size) if crop is None else tuple(crop)
     x = layers.Cropping2D((crop, (0, 0)), name="crop_strip")(inputs) if any(crop) else inputs
     x = layers.Resizing(*input_size, interpolation="bilinear", name="resize")(x)
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(x)
+    if foreground:
+        x = layers.Rescaling(1.0 / 255, name="unit_scale")(x)
+        x = ForegroundMap(name="foreground")(x)
+        x = layers.Rescaling(2.0, offset=-1.0, name="scale")(x)
+    else:
+        x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(x)
     for index, (filters, pool) in enumerate(zip(channels, pools), 1):
         x = residual_block(x, filters, name=f"block{index}", momentum=batch_norm_momentum)
         x = layers.MaxPooling2D(pool, name=f"block{index}_pool")(x)

@@ -94,3 +94,11 @@ def test_overfits_a_few_images_and_reads_them_greedily():
     codes = ALPHABET.encode_many(labels)
     objective.fit(images, codes, batch_size=4, epochs=150, verbose=0)
     assert decode_text(model.predict(images, verbose=0), ALPHABET) == labels
+
+
+def test_foreground_option_reads_one_colour_free_channel(tmp_path):
+    model = tiny(image_size=(144, 256), foreground=True)
+    assert model.get_layer("encoder").get_layer("foreground").output.shape[-1] == 1
+    images = np.random.default_rng(2).integers(0, 256, (2, 144, 256, 3)).astype("uint8")
+    loaded = load_model(save_model(model, tmp_path / "foreground.keras"))
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
