@@ -220,7 +220,8 @@ def write_report() -> Path | None:
         axis.plot(stage2_epochs, second["val_teacher_whole_accuracy"], "-", color="C2", label="stage 2 teacher (val)")
         axis.axvline(offset + 0.5, color="grey", linewidth=0.8)
         axis.set(
-            xlabel="epoch (stage 2: 50 batches of 32 labelled + 64 unlabelled)",
+            xlabel=f"epoch (stage 2: {result['settings'].get('steps_per_epoch', '?')} batches of 32 labelled + 64 "
+            "unlabelled)",
             ylabel="whole-CAPTCHA accuracy",
             title=f"{result['set']}: {result['labelled_images']} labelled + {result['unlabelled_images']} unlabelled",
             ylim=(0, 1.01),
