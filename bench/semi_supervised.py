@@ -227,7 +227,7 @@ def write_report() -> Path | None:
             ylim=(0, 1.01),
         )
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7, loc="upper left")
+        axis.legend(fontsize=7, loc="center right")
     figure.tight_layout()
     return save_figure(figure, RESULTS / "semi_supervised.png")
 
