@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -60,7 +61,7 @@ def check_window(model: str | Path, screenshot: str | Path, seed: int = 0) -> st
     if missing_tools():
         raise RuntimeError(f"Missing programs: {', '.join(missing_tools())} (apt-get install xvfb xdotool imagemagick)")
     screenshot = Path(screenshot).resolve()
-    log = screenshot.with_suffix(".log")
+    log = Path(tempfile.mkdtemp(prefix="inference_window_")) / "inference.log"
     environment = {
         **os.environ,
         "MPLBACKEND": "TkAgg",
