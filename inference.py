@@ -288,10 +288,13 @@ def main(argv=None) -> dict:
         flush=True,
     )
     session = Session(reader, generator, seed, views=[TextView()])
-    if text_mode:
-        run_text(session, sys.stdin)
-    else:
-        run_window(session, reader.alphabet.length)
+    try:
+        if text_mode:
+            run_text(session, sys.stdin)
+        else:
+            run_window(session, reader.alphabet.length)
+    except KeyboardInterrupt:  # Ctrl-C ends the session like q: the tally is still reported.
+        print()
     print(f"Done: {format_tally(session.tally)}")
     return {
         "model": str(model_path),

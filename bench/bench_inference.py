@@ -105,6 +105,7 @@ def main(argv=None) -> dict:
     from inference import generator_for
     from models.inference import Reader
 
+    load_before = os.getloadavg()
     model, description = load_or_build(args.model)
     reader = Reader(model)
     generator = generator_for(reader.alphabet, reader.image_size)
@@ -143,6 +144,7 @@ def main(argv=None) -> dict:
         "command": "python -m bench.bench_inference" + (f" --model {args.model}" if args.model else ""),
         "model": description,
         "model_name": model.name,
+        "load_average_before_and_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "parameters": int(model.count_params()),
         "image_size": list(reader.image_size),
         "alphabet": reader.alphabet.get_config(),
@@ -172,7 +174,7 @@ def main(argv=None) -> dict:
 def print_table(result: dict) -> None:
     targets = result["targets"]
     print(f"\n{result['model']}: {result['parameters']:,} parameters, images {result['image_size']}")
-    print(f"{result['machine']}\n")
+    print(f"{result['machine']}; 1-minute load average before and after: {result['load_average_before_and_after']}\n")
     print("| measure | median | p90 | target |")
     print("|---|---:|---:|---:|")
     single = result["single_image"]
