@@ -44,6 +44,7 @@ def test_matches_pytorch_reference(cache):
     assert (cache / "efficientnet-lite0-57934424.keras-weights.npz").is_file()
     assert imagenet_weights().keys() == weights.keys()  # Read back from the cache.
     fixture = json.loads(FIXTURE.read_text())
+    # Measured: the port agrees to 6e-6; the tolerances leave room for other CPUs' float rounding only.
     for reference in fixture["references"]:
         height, width = reference["height"], reference["width"]
         network = build_efficientnet_lite_backbone((height, width, 3), include_classifier=True)
@@ -55,10 +56,10 @@ def test_matches_pytorch_reference(cache):
         feature_map = features.predict(normalized, verbose=0)[0]
         assert list(feature_map.shape[:2]) == reference["feature_map_shape"]
         pooled = feature_map.mean(axis=(0, 1))
-        np.testing.assert_allclose(pooled[reference["pooled_top_indices"]], reference["pooled_top_values"], atol=2e-3)
-        np.testing.assert_allclose(pooled.mean(), reference["pooled_mean"], atol=1e-4)
-        np.testing.assert_allclose(logits[:8], reference["logits_first"], atol=5e-3)
-        np.testing.assert_allclose(np.sort(logits)[::-1][:5], reference["top5_logits"], atol=5e-3)
+        np.testing.assert_allclose(pooled[reference["pooled_top_indices"]], reference["pooled_top_values"], atol=2e-4)
+        np.testing.assert_allclose(pooled.mean(), reference["pooled_mean"], atol=2e-5)
+        np.testing.assert_allclose(logits[:8], reference["logits_first"], atol=2e-4)
+        np.testing.assert_allclose(np.sort(logits)[::-1][:5], reference["top5_logits"], atol=2e-4)
         assert list(np.argsort(-logits)[:5]) == reference["top5_classes"]
 
 
