@@ -1,6 +1,6 @@
 """Benchmark: the same EfficientNet-Lite0 reader trained from ImageNet weights and from random weights.
 
-    python -m bench.bench_pretrained                       # 4,000 + 1,200 images, 5 epochs each
+    python -m bench.bench_pretrained                       # 4,000 + 1,200 images (made if missing), 5 epochs
     python -m bench.bench_pretrained --epochs 3 --train-dir /tmp/effdata/train --val-dir /tmp/effdata/val
 
 Both runs see the same images in the same order (same seed), with the same
@@ -30,7 +30,7 @@ import models  # noqa: E402
 from data.alphabet import Alphabet  # noqa: E402
 from data.batches import ArrayBatches  # noqa: E402
 from data.dataset import load_labelled_folder  # noqa: E402
-from data.generate import generate_folder  # noqa: E402
+from data.generate import generate_folder, read_manifest  # noqa: E402
 from models.training import EpochReport, compile_model  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -104,6 +104,10 @@ def markdown_table(result: dict) -> str:
                 f"| {run['weights']} | {row['epoch']} | {row['seconds']:.0f} | {row['loss']:.4f} | {digits} | "
                 f"{row['val_mean_accuracy']:.4f} | {row['val_whole_accuracy']:.4f} |"
             )
+    lines += [
+        "",
+        "s/epoch: wall seconds of training and validation on the shared CPU; epoch 1 includes tracing the graphs.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -122,6 +126,7 @@ def plot(result: dict, path: Path) -> None:
             axes.plot(
                 epochs, values, styles[key], color=f"C{position}", marker="o", label=f"{RUNS[key]}, digit {position}"
             )
+    axes.set_xticks([row["epoch"] for row in next(iter(result["runs"].values()))["epochs"]])
     axes.axhline(0.1, color="grey", linewidth=0.8, linestyle=":", label="chance (0.1)")
     axes.set(xlabel="epoch", ylabel="validation accuracy per digit", ylim=(0, 1))
     axes.set_title(f"{MODEL}: ImageNet-pretrained vs random init, {result['train_images']} training images")
@@ -140,13 +145,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--epochs", type=int, default=5, help="epochs of each run (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per step (default: %(default)s)")
     parser.add_argument("--learning-rate", type=float, default=models.recommended_learning_rate(MODEL))
-    parser.add_argument("--seed", type=int, default=0, help="weights, shuffling and generation seed")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the shuffling")
+    parser.add_argument("--data-seed", default="3", help="seed of generated folders (default: %(default)s)")
     parser.add_argument("--output-dir", default=str(RESULTS), help="where the results go (default: bench/results)")
     args = parser.parse_args(argv)
 
     for folder, count, split in ((args.train_dir, args.train_count, "train"), (args.val_dir, args.val_count, "val")):
         if not Path(folder).is_dir():
-            generate_folder(Path(folder), count, seed=f"{args.seed}/{split}")
+            generate_folder(Path(folder), count, seed=f"{args.data_seed}/{split}")
     alphabet = Alphabet()
     train = load_labelled_folder(args.train_dir, alphabet)
     val = load_labelled_folder(args.val_dir, alphabet)
@@ -164,6 +170,13 @@ def main(argv=None) -> dict:
         "command": "python -m bench.bench_pretrained " + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": MODEL,
         "input": f"{width}x{height} images, the model crops the 256x64 text strip",
+        "data": {
+            "generator": read_manifest(Path(args.train_dir)).get("generator"),
+            "train_seed": read_manifest(Path(args.train_dir)).get("seed"),
+            "val_seed": read_manifest(Path(args.val_dir)).get("seed"),
+            "same_as": f"python -m data.generate --train-dir {args.train_dir} --val-dir {args.val_dir} "
+            f"--train-count {len(train)} --val-count {len(val)} --seed {args.data_seed}",
+        },
         "train_images": len(train),
         "val_images": len(val),
         "epochs": args.epochs,
