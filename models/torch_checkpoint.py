@@ -143,6 +143,9 @@ class RestrictedUnpickler(pickle.Unpickler):
                 f"Refused global {module}.{name}: a tensor checkpoint only needs "
                 f"{', '.join(sorted(f'{m}.{n}' for m, n in ALLOWED_GLOBALS))}."
             )
+        if isinstance(allowed, StorageType):
+            # A fresh one each time: a pickle's BUILD opcode could otherwise alter the shared instance.
+            return StorageType(allowed.name)
         return allowed
 
     def persistent_load(self, saved_id):
