@@ -81,6 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=models.list_models(),
         help="registered model to train (default: %(default)s)",
     )
+    group.add_argument(
+        "--weights",
+        default=None,
+        help="initial weights of models that take them (efficientnet_lite0, keras_application): imagenet, none "
+        "(random) or a weights file (.pth or converted .npz for efficientnet_lite0, .h5 for keras_application) "
+        "(default: the model's own, imagenet for efficientnet_lite0, none for keras_application)",
+    )
+    group.add_argument(
+        "--backbone",
+        default=None,
+        help="keras.applications class of --model keras_application, e.g. EfficientNetB0, MobileNetV3Small, "
+        "ResNet50 (default: MobileNetV3Small)",
+    )
     group.add_argument("--output", default="my_model.keras", help="where to save the best model (default: %(default)s)")
     group.add_argument("--force", action="store_true", help="replace an existing --output file")
     group.add_argument(
@@ -331,7 +344,17 @@ def main(argv=None) -> dict:
     steps_per_epoch = -(-train_size // args.batch_size)
     if state is None:
         keras.utils.set_random_seed(args.seed)
-        model = models.get_model(args.model, alphabet=alphabet, image_size=image_size)
+        model_options = {key: getattr(args, key) for key in ("weights", "backbone") if getattr(args, key) is not None}
+        try:
+            model = models.get_model(args.model, alphabet=alphabet, image_size=image_size, **model_options)
+        except TypeError as error:  # A builder without that option.
+            if not model_options:
+                raise
+            sys.exit(
+                f"error: --model {args.model} takes no {' or '.join(f'--{key}' for key in model_options)}: {error}"
+            )
+        except (FileNotFoundError, ValueError) as error:
+            sys.exit(f"error: {error}")
         compile_model(
             model, alphabet.length, args.learning_rate, steps_per_epoch * args.epochs, weight_decay=args.weight_decay
         )
