@@ -107,6 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help="keyword arguments of the model builder as a JSON object, e.g. '{\"units\": 64}' (default: none)",
     )
+    group.add_argument(
+        "--weights",
+        default=None,
+        help="initial weights of models that take them (efficientnet_lite0, keras_application): imagenet, none "
+        "(random) or a weights file (.pth or converted .npz for efficientnet_lite0, .h5 for keras_application) "
+        "(default: the model's own, imagenet for efficientnet_lite0, none for keras_application)",
+    )
+    group.add_argument(
+        "--backbone",
+        default=None,
+        help="keras.applications class of --model keras_application, e.g. EfficientNetB0, MobileNetV3Small, "
+        "ResNet50 (default: MobileNetV3Small)",
+    )
     group.add_argument("--output", default="my_model.keras", help="where to save the best model (default: %(default)s)")
     group.add_argument("--force", action="store_true", help="replace an existing --output file")
     group.add_argument(
@@ -551,7 +564,19 @@ def main(argv=None) -> dict:
             if tuple(model.input_shape[1:3]) != tuple(image_size):
                 sys.exit(f"error: --initial-model takes images of {model.input_shape[1:3]}; the data has {image_size}.")
         else:
-            model = models.get_model(args.model, alphabet=alphabet, image_size=image_size, **(args.model_options or {}))
+            model_options = dict(args.model_options or {})
+            model_options.update(
+                {key: getattr(args, key) for key in ("weights", "backbone") if getattr(args, key) is not None}
+            )
+            try:
+                model = models.get_model(args.model, alphabet=alphabet, image_size=image_size, **model_options)
+            except TypeError as error:  # A builder without that option.
+                if not model_options:
+                    raise
+                names = [f"--{key}" if key in ("weights", "backbone") else key for key in model_options]
+                sys.exit(f"error: --model {args.model} takes no {' or '.join(names)}: {error}")
+            except (FileNotFoundError, ValueError) as error:
+                sys.exit(f"error: {error}")
         trainable, candidates = build_objective(args, model, alphabet, steps_per_epoch * args.epochs)
         initial_epoch, best, best_epoch = 0, -math.inf, None
         checkpoint_path.unlink(missing_ok=True)  # A stale state must never be resumed with these options.

@@ -4,7 +4,18 @@ Importing the package registers every model and custom layer, so that
 `get_model(name)` works and saved `.keras` files load with no extra arguments.
 """
 
-from models import cellnet, crnn, fourblock, losses, resnet, seq2seq, shawon, vgg  # noqa: F401  (registers the models)
+from models import (  # noqa: F401  (importing registers the models)
+    applications,
+    cellnet,
+    crnn,
+    efficientnet,
+    fourblock,
+    losses,
+    resnet,
+    seq2seq,
+    shawon,
+    vgg,
+)
 from models.registry import (  # noqa: F401
     DEFAULT_MODEL,
     get_model,

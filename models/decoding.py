@@ -142,6 +142,33 @@ def decode_with_confidence(outputs, alphabet: Alphabet) -> tuple[np.ndarray, np.
     return scores.argmax(axis=-1), scores.max(axis=-1).prod(axis=-1)
 
 
+def character_confidences(outputs, alphabet: Alphabet) -> np.ndarray:
+    """Each read character's probability: float array (images, length), NaN where no character was read.
+
+    Per-position models: the maximum of each position's softmax (their
+    product is the confidence of `decode_with_confidence`). CTC models: for
+    each character of the greedy path, the highest probability among the
+    time steps that emitted it (a run of equal best classes between blanks).
+    """
+    if not is_ctc_output(outputs, alphabet):
+        return position_scores(outputs, alphabet).max(axis=-1)
+    scores = np.asarray(outputs, "float32")
+    blank = scores.shape[-1] - 1
+    best, best_scores = scores.argmax(axis=-1), scores.max(axis=-1)
+    confidences = np.full((len(scores), alphabet.length), np.nan, "float32")
+    for image in range(len(scores)):
+        position, previous = -1, blank
+        for step, code in enumerate(best[image]):
+            if code != blank and code != previous:
+                position += 1  # A new character starts: the greedy path merges repeats and drops blanks.
+            if code != blank and position < alphabet.length:
+                current = confidences[image, position]
+                score = best_scores[image, step]
+                confidences[image, position] = score if np.isnan(current) else max(current, score)
+            previous = code
+    return confidences
+
+
 def decode_codes(outputs, alphabet: Alphabet) -> np.ndarray:
     """Most likely class code at each position: int array (images, length)."""
     return decode_with_confidence(outputs, alphabet)[0]

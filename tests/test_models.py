@@ -5,6 +5,7 @@ import pytest
 
 import models
 from data.alphabet import Alphabet
+from data.dataset import load_labelled_folder
 from models.decoding import decode_codes
 from models.io import load_model, model_alphabet, save_model
 from models.layers import AlphabetTag, ForegroundMap, is_ctc_model, output_kind
@@ -101,6 +102,17 @@ def test_foreground_map_ignores_colours():
     np.testing.assert_array_equal(map_one > 0.3, shape > 0)
     np.testing.assert_array_equal(map_two > 0.3, shape > 0)
     assert np.allclose(map_one[shape == 0], 0) and np.allclose(map_two[shape == 0], 0)
+
+
+def test_foreground_map_sampled_median_matches_full_median(captcha_folders):
+    # The background covers most of a CAPTCHA, so the median of every 16th pixel is the median of all.
+    _, val_dir = captcha_folders
+    images = load_labelled_folder(val_dir, Alphabet()).images[:, 40:104].astype("float32") / 255
+    sampled, full = ForegroundMap(), ForegroundMap(sample_stride=1)
+    np.testing.assert_array_equal(np.asarray(sampled(images)), np.asarray(full(images)))
+    assert ForegroundMap.from_config(sampled.get_config()).sample_stride == 16
+    with pytest.raises(ValueError, match="sample_stride"):
+        ForegroundMap(sample_stride=0)
 
 
 def test_load_model_errors(tmp_path):
