@@ -34,7 +34,7 @@ blockquote { margin: 4pt 0 6pt 0; padding: 2pt 8pt; border-left: 3px solid #999;
 code { font-family: "DejaVu Sans Mono", monospace; font-size: 8.3pt; background: #f0f0f0; padding: 0 1.5pt; }
 pre { background: #f0f0f0; padding: 5pt; font-size: 8pt; white-space: pre-wrap; }
 pre code { background: none; padding: 0; }
-table { border-collapse: collapse; margin: 5pt 0 8pt 0; font-size: 8.3pt; break-inside: avoid; }
+table { border-collapse: collapse; width: 100%; margin: 5pt 0 8pt 0; font-size: 8.3pt; break-inside: avoid; }
 th, td { border: 1px solid #aaa; padding: 2pt 5pt; text-align: left; vertical-align: top; }
 th { background: #e8e8e8; }
 img { max-width: 100%; max-height: 95mm; display: block; margin: 5pt auto; }

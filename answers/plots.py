@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import PercentFormatter  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY / "answers" / "results"
@@ -151,6 +152,9 @@ def error_log_figure() -> Path:
     for axis in axes:
         axis.set_ylabel("error rate per digit (log scale)")
         axis.grid(alpha=0.3, which="both")
+        axis.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        axis.yaxis.set_minor_formatter(PercentFormatter(1.0, decimals=0))
+        axis.tick_params(axis="y", which="minor", labelsize=7)
     axes[0].legend(fontsize=7)
     return save(figure, "q8_error_log.png")
 
