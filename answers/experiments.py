@@ -299,6 +299,9 @@ def anatomy() -> dict:
         "digits_per_bin": [int(((contrast >= low) & (contrast < high)).sum()) for low, high in zip(bins, bins[1:])],
         "share_below_10": round(float((contrast < 10).mean()), 4),
         "share_below_20": round(float((contrast < 20).mean()), 4),
+        # Below about 1 the rounded 8-bit grayscale values of digit and background are equal: the digit is gone.
+        "digits_below": {str(limit): int((contrast < limit).sum()) for limit in (1, 2, 5, 10, 20)},
+        "images_with_a_digit_below": {str(limit): int((contrast < limit).any(axis=1).sum()) for limit in (1, 2, 5, 10)},
         "accuracy_by_contrast": {},
     }
     for name in ("baseline", "grayscale", "rgb"):
@@ -429,21 +432,76 @@ def ensemble() -> dict:
     return result
 
 
+def layer_table(model, indent: str = "") -> list[str]:
+    """Markdown rows (layer, type, output shape, parameters) of a model, nested models expanded."""
+    rows = []
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)  # TimeDistributed wraps the cell reader.
+        shape = tuple(layer.output.shape) if hasattr(layer, "output") else "?"
+        rows.append(f"| {indent}{layer.name} | {type(layer).__name__} | {shape} | {layer.count_params():,} |")
+        if isinstance(inner, keras.Model):
+            rows += layer_table(inner, indent + "&nbsp;&nbsp;&nbsp;")
+    return rows
+
+
 def summaries() -> dict:
     """Q5: `model.summary()` of the models the answers describe (untrained; the shape is what matters)."""
     wanted = [("cellnet", {}), ("shawon", {})]
     if "efficientnet_lite0" in models.list_models():
         wanted.append(("efficientnet_lite0", {"weights": None}))  # Same network as the pretrained one.
     result = {"command": command_of("summaries"), "models": {}}
+    os.environ["COLUMNS"] = "140"  # Keras prints its summary table at the terminal's width.
     for name, options in wanted:
         model = models.get_model(name, **options)
         lines = []
-        model.summary(print_fn=lambda line, *args, lines=lines, **kwargs: lines.append(line), line_length=110)
+        model.summary(
+            print_fn=lambda line, *args, lines=lines, **kwargs: lines.append(line), expand_nested=True, line_length=140
+        )
         path = RESULTS / f"summary_{name}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(lines) + "\n")
-        result["models"][name] = {"parameters": model.count_params(), "summary": str(shown(path))}
+        table = RESULTS / f"summary_{name}.md"
+        table.write_text(
+            "\n".join(["| layer | type | output shape | parameters |", "|---|---|---|---|", *layer_table(model)]) + "\n"
+        )
+        result["models"][name] = {
+            "parameters": model.count_params(),
+            "summary": shown(path),
+            "layer_table": shown(table),
+        }
     write_json(RESULTS / "summaries.json", result)
+    return result
+
+
+def step_time(steps: int = 15) -> dict:
+    """Q9: training compute per image of each setting, on fixed batches of real images (no data generation).
+
+    The short runs draw their images in one worker process on a shared CPU, which
+    can cap their speed whatever the model costs; this times the optimiser steps
+    alone, after three warm-up steps.
+    """
+    validation = validation_set()
+    result = {"command": command_of("step_time"), "steps": steps, "runs": {}}
+    for name in ("baseline", "downscale_4", "batch_128", "half_width"):
+        settings = run_settings(name)
+        keras.utils.set_random_seed(0)
+        model = models.get_model(settings["model"], **settings["model_options"])
+        compile_model(model, 4, settings["learning_rate"], total_steps=1000)
+        size = settings["batch_size"]
+        images, codes = validation["images"][:size], validation["codes"][:size]
+        for _ in range(3):
+            model.train_on_batch(images, codes)
+        began = time.time()
+        for _ in range(steps):
+            model.train_on_batch(images, codes)
+        seconds = time.time() - began
+        result["runs"][name] = {
+            "batch_size": size,
+            "milliseconds_per_image": round(1000 * seconds / (steps * size), 2),
+            "images_per_second": round(steps * size / seconds, 1),
+        }
+        print(f"  {name}: {result['runs'][name]}", flush=True)
+    write_json(RESULTS / "step_time.json", result)
     return result
 
 
@@ -459,6 +517,7 @@ ANALYSES = {
     "tta": tta,
     "ensemble": ensemble,
     "summaries": summaries,
+    "step_time": step_time,
     "figures": figures,
 }
 

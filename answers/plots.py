@@ -26,7 +26,7 @@ RESULTS = REPOSITORY / "answers" / "results"
 FIGURES = REPOSITORY / "answers" / "figures"
 BENCH_RESULTS = REPOSITORY / "bench" / "results"
 REFERENCE_HISTORY = REPOSITORY / "reference" / "reference.history.csv"
-THRESHOLDS = (0.80, 0.85)
+THRESHOLDS = (0.50, 0.60)
 
 
 def read_json(path: Path) -> dict | None:
@@ -125,37 +125,35 @@ def training_validation_figure() -> Path:
 
 
 def error_log_figure() -> Path:
-    """Q8: error rate per digit on a log scale against epoch."""
+    """Q8: the same curves as error rate per digit on a log scale (left) and as accuracy (right)."""
     figure, axes = plt.subplots(1, 2, figsize=(10.4, 3.8))
+    curves = []
     fixed = read_json(BENCH_RESULTS / "train_cellnet_fixed30k.json")
     if fixed:
         epochs, val, train = bench_epochs(fixed)
-        axes[0].semilogy(epochs, 1 - np.array(val), marker="o", label="fixed 30k: validation")
-        axes[0].semilogy(epochs, 1 - np.array(train), linestyle="--", label="fixed 30k: training")
+        curves += [("fixed 30k: validation", epochs, val, "o-"), ("fixed 30k: training", epochs, train, "--")]
     fresh = read_json(BENCH_RESULTS / "train_cellnet.json")
     if fresh:
         epochs, val, _ = bench_epochs(fresh)
-        axes[0].semilogy(epochs, 1 - np.array(val), marker="s", label="32k new/epoch: validation")
+        curves.append(("32k new/epoch: validation", epochs, val, "s-"))
     reference = reference_history()
     if reference:
-        axes[0].semilogy(reference["epochs"], 1 - np.array(reference["val"]), marker="^", label="reference: validation")
-    axes[0].set_xlabel("epoch")
-    axes[0].set_title("10-epoch runs (bench/results)", fontsize=9)
-    baseline = run("baseline")
-    if baseline:
-        curve = baseline["curve"]
-        axes[1].semilogy(
-            [p["images_seen"] / 1000 for p in curve], [1 - p["val_mean_accuracy"] for p in curve], marker="o"
-        )
-        axes[1].set_xlabel("training images seen (thousands)")
-        axes[1].set_title("short baseline run, every half epoch", fontsize=9)
+        curves.append(("reference (40k new x 12): validation", reference["epochs"], reference["val"], "^-"))
+    for label, epochs, accuracy, style in curves:
+        axes[0].semilogy(epochs, 1 - np.array(accuracy), style, label=label)
+        axes[1].plot(epochs, accuracy, style, label=label)
+    axes[0].set_ylabel("error rate per digit (log scale)")
+    axes[0].yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    axes[0].yaxis.set_minor_formatter(PercentFormatter(1.0, decimals=0))
+    axes[0].tick_params(axis="y", which="both", labelsize=7)
+    axes[1].set_ylabel("accuracy per digit")
+    axes[1].set_ylim(0.4, 1.0)
     for axis in axes:
-        axis.set_ylabel("error rate per digit (log scale)")
+        axis.set_xlabel("epoch")
         axis.grid(alpha=0.3, which="both")
-        axis.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        axis.yaxis.set_minor_formatter(PercentFormatter(1.0, decimals=0))
-        axis.tick_params(axis="y", which="minor", labelsize=7)
     axes[0].legend(fontsize=7)
+    axes[0].set_title("error rate, log scale: training error falls by a steady factor", fontsize=9)
+    axes[1].set_title("the same curves as accuracy: looks like a plateau near 1", fontsize=9)
     return save(figure, "q8_error_log.png")
 
 
