@@ -170,31 +170,35 @@ def crossing(curve: list, threshold: float, key: str) -> float | None:
     return None
 
 
-def run_table(names: list[str]) -> str:
-    """Markdown table of short runs: final accuracies, training time, images and minutes to thresholds."""
-    header = (
-        "| run | what changes | parameters | per digit | whole | train min | "
-        + " | ".join(f"k images to {t:.0%} | min to {t:.0%}" for t in THRESHOLDS)
-        + " |"
-    )
-    lines = [header, "|" + "---|" * (6 + 2 * len(THRESHOLDS))]
+def run_table(names: list[str], speed: bool = False) -> str:
+    """Markdown table of short runs: final accuracies; with `speed`, images and minutes to the thresholds."""
+    header = "| run | what changes | per digit | whole | training min |"
+    if speed:
+        header = (
+            "| run | what changes | training min | "
+            + " | ".join(f"k images to {t:.0%} | min to {t:.0%}" for t in THRESHOLDS)
+            + " | per digit at the end |"
+        )
+    lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
     for name in names:
         result = run(name)
         if not result:
             continue
         final = result["final"]
-        cells = [
-            f"`{name}`",
-            result["about"].split(": ", 1)[-1],
-            f"{result['parameters']:,}",
-            f"{final['val_mean_accuracy']:.1%}",
-            f"{final['val_whole_accuracy']:.1%}",
-            f"{result['train_seconds'] / 60:.1f}",
-        ]
-        for threshold in THRESHOLDS:
-            images = crossing(result["curve"], threshold, "images_seen")
-            seconds = crossing(result["curve"], threshold, "train_seconds")
-            cells += [f"{images / 1000:.1f}" if images else "not reached", f"{seconds / 60:.1f}" if seconds else "–"]
+        cells = [f"`{name}`", result["about"].split(": ", 1)[-1]]
+        minutes = f"{result['train_seconds'] / 60:.1f}"
+        if not speed:
+            cells += [f"{final['val_mean_accuracy']:.1%}", f"{final['val_whole_accuracy']:.1%}", minutes]
+        else:
+            cells.append(minutes)
+            for threshold in THRESHOLDS:
+                images = crossing(result["curve"], threshold, "images_seen")
+                seconds = crossing(result["curve"], threshold, "train_seconds")
+                cells += [
+                    f"{images / 1000:.1f}" if images else "not reached",
+                    f"{seconds / 60:.1f}" if seconds else "–",
+                ]
+            cells.append(f"{final['val_mean_accuracy']:.1%}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -204,17 +208,30 @@ def tables() -> Path:
     names = ["baseline", "grayscale", "rgb", "no_dropout", "dropout_0.3", "lr_1e-3", "lr_1e-2", "batch_128"]
     names += ["downscale_4", "half_width", "seed_1"]
     parts = ["## Short runs (python -m answers.experiments NAME)", run_table(names)]
-    for name in ("tta", "ensemble", "anatomy"):
-        result = read_json(RESULTS / f"{name}.json")
-        if result and name == "tta":
-            parts += ["## tta", "| | per digit | whole |", "|---|---|---|"]
-            for key in ("single", "averaged"):
-                parts.append(f"| {key} | {result[key]['mean_accuracy']:.2%} | {result[key]['whole_accuracy']:.2%} |")
-        if result and name == "ensemble":
-            parts += ["## ensemble", "| models | per digit | whole |", "|---|---|---|"]
-            for group in ("members", "ensembles"):
-                for key, value in result[group].items():
-                    parts.append(f"| {key} | {value['mean_accuracy']:.2%} | {value['whole_accuracy']:.2%} |")
+    speed_names = ["baseline", "lr_1e-3", "lr_1e-2", "batch_128", "downscale_4", "no_dropout", "half_width"]
+    parts += ["## Speed (Q9)", run_table(speed_names, speed=True)]
+    step_time = read_json(RESULTS / "step_time.json")
+    if step_time:
+        rows = ["| run | batch | ms per image | images/s |", "|---|---|---|---|"]
+        for name, value in step_time["runs"].items():
+            rows.append(
+                f"| `{name}` | {value['batch_size']} | {value['milliseconds_per_image']} | "
+                f"{value['images_per_second']} |"
+            )
+        parts += ["## Compute per image (step_time)", "\n".join(rows)]
+    tta = read_json(RESULTS / "tta.json")
+    if tta:
+        rows = ["| | per digit | whole |", "|---|---|---|"]
+        for key in ("single", "averaged"):
+            rows.append(f"| {key} | {tta[key]['mean_accuracy']:.1%} | {tta[key]['whole_accuracy']:.1%} |")
+        parts += ["## Test-time augmentation (tta)", "\n".join(rows)]
+    ensemble = read_json(RESULTS / "ensemble.json")
+    if ensemble:
+        rows = ["| models | per digit | whole |", "|---|---|---|"]
+        for group in ("members", "ensembles"):
+            for key, value in ensemble[group].items():
+                rows.append(f"| {key} | {value['mean_accuracy']:.1%} | {value['whole_accuracy']:.1%} |")
+        parts += ["## Ensemble", "\n".join(rows)]
     path = RESULTS / "tables.md"
     path.write_text("\n\n".join(parts) + "\n")
     print(f"wrote {path.relative_to(REPOSITORY)}")
