@@ -243,7 +243,7 @@ def make_all() -> list[Path]:
         curves_figure(
             {"baseline": "foreground map (default)", "grayscale": "grayscale", "rgb": "RGB"},
             "q1_colour.png",
-            "Q1: what the same cellnet sees (8,000 new images x 3 epochs, 2,000 validation images)",
+            "Q1: the input of the same cellnet (8,000 new images x 3 epochs)",
         ),
         training_validation_figure(),
         curves_figure(
@@ -266,6 +266,7 @@ def make_all() -> list[Path]:
                 "lr_1e-2": "LR 1e-2",
                 "batch_128": "batch 128",
                 "downscale_4": "downscale 4",
+                "no_dropout": "no dropout",
             },
             "q9_speed.png",
             "Q9: speed of learning (8,000 new images x 3 epochs)",
