@@ -2,7 +2,7 @@
 
     python -m answers.experiments --list
     python -m answers.experiments baseline grayscale rgb    # short training runs (~2 CPU minutes each)
-    python -m answers.experiments anatomy tta ensemble summaries figures
+    python -m answers.experiments anatomy tta ensemble summaries step_time figures
 
 A training run trains a `cellnet` variant for `epochs` (3) epochs on `images`
 (8,000) newly drawn CAPTCHAs each (`data.stream.GeneratedBatches`, as
