@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.layers import ForegroundMap
+from models.layers import ForegroundMap, Grayscale
 
 # multicolorcaptcha's CaptchaGenerator(0) draws its 256x64 text strip on rows
 # 40-103 of the 144x256 image; the rows above and below are black margin.
@@ -23,7 +23,7 @@ def default_crop(image_size):
     return MULTICOLOR_MARGINS if tuple(image_size) == (144, 256) else (0, 0)
 
 
-def preprocess(images, crop=(0, 0), downscale: int = 1, foreground: bool = False):
+def preprocess(images, crop=(0, 0), downscale: int = 1, foreground: bool = False, grayscale: bool = False):
     """Crops, scales to [0, 1], optionally downsamples and removes colours, as model layers.
 
     Args:
@@ -31,7 +31,10 @@ def preprocess(images, crop=(0, 0), downscale: int = 1, foreground: bool = False
         crop: Rows (top, bottom) to cut off.
         downscale: Integer factor of average pooling (1 keeps full resolution).
         foreground: Replace the RGB channels with the colour-free `ForegroundMap`.
+        grayscale: Replace them with their luminance (`Grayscale`) instead.
     """
+    if foreground and grayscale:
+        raise ValueError("Choose one of `foreground` and `grayscale`. Received: both True")
     x = images
     if any(crop):
         x = layers.Cropping2D((tuple(crop), (0, 0)), name="crop_strip")(x)
@@ -40,6 +43,8 @@ def preprocess(images, crop=(0, 0), downscale: int = 1, foreground: bool = False
         x = layers.AveragePooling2D(downscale, name="downscale")(x)
     if foreground:
         x = ForegroundMap(name="foreground")(x)
+    if grayscale:
+        x = Grayscale(name="grayscale")(x)
     return x
 
 

@@ -32,6 +32,8 @@ from keras import layers
 from models.blocks import conv_bn_relu, default_crop, image_input, preprocess
 from models.registry import register_model
 
+COLOUR_MODES = ("foreground", "grayscale", "rgb")
+
 
 def build_cellnet(
     alphabet,
@@ -41,6 +43,7 @@ def build_cellnet(
     hidden_units=256,
     dropout=0.1,
     augment=False,
+    colour="foreground",
     name="cellnet",
 ):
     """Builds a cellnet.
@@ -56,9 +59,21 @@ def build_cellnet(
         dropout: Dropout on the cell features and in the classifier.
         augment: Randomly shift (±8%) and rotate (±11°) each cell during
             training (inactive at inference); off by default, see above.
+        colour: What the network sees of the colours: "foreground" (the
+            colour-free `ForegroundMap`, the default), "grayscale" (luminance)
+            or "rgb" (the three channels). The answers to the assignment's
+            question 1 compare them (answers/answers.md).
     """
+    if colour not in COLOUR_MODES:
+        raise ValueError(f"Unknown colour mode. Received: colour={colour!r}; expected one of {COLOUR_MODES}")
     inputs = image_input(image_size)
-    x = preprocess(inputs, crop=default_crop(image_size), downscale=downscale, foreground=True)
+    x = preprocess(
+        inputs,
+        crop=default_crop(image_size),
+        downscale=downscale,
+        foreground=colour == "foreground",
+        grayscale=colour == "grayscale",
+    )
     height, width, channels = x.shape[1:]
     if width % alphabet.length:
         raise ValueError(

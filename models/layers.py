@@ -54,6 +54,24 @@ OUTPUT_KINDS = ("positions", "ctc", "seq2seq")
 
 
 @keras.saving.register_keras_serializable(package="captcha_kit")
+class Grayscale(layers.Layer):
+    """Luminance of RGB pixels, the ITU-R 601 weights PIL's `convert("L")` uses: 0.299 R + 0.587 G + 0.114 B.
+
+    What "convert the images to grayscale" means in the assignment; kept as a
+    layer so that a grayscale model still takes the raw RGB image. No weights.
+
+    Input: (batch, height, width, 3) floats. Output: (batch, height, width, 1).
+    """
+
+    def call(self, images):
+        weights = ops.convert_to_tensor([0.299, 0.587, 0.114], dtype=images.dtype)
+        return ops.sum(images * weights, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 1)
+
+
+@keras.saving.register_keras_serializable(package="captcha_kit")
 class AlphabetTag(layers.Layer):
     """The model's output layer: passes the scores through and records the alphabet in the `.keras` file.
 

@@ -8,7 +8,7 @@ from data.alphabet import Alphabet
 from data.dataset import load_labelled_folder
 from models.decoding import decode_codes
 from models.io import load_model, model_alphabet, save_model
-from models.layers import AlphabetTag, ForegroundMap, is_ctc_model, output_kind
+from models.layers import AlphabetTag, ForegroundMap, Grayscale, is_ctc_model, output_kind
 from models.training import compile_model
 
 ALPHABET = Alphabet()
@@ -129,3 +129,25 @@ def test_recommended_learning_rates():
     assert models.recommended_learning_rate("shawon") == 1e-3  # Adam's default, as in the Kaggle post
     with pytest.raises(ValueError, match="Unknown model"):
         models.recommended_learning_rate("nope")
+
+
+def test_grayscale_is_pil_luminance():
+    # The layer gives what PIL's convert("L") gives (ITU-R 601 luma), up to PIL's rounding.
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (1, 6, 5, 3)).astype("uint8")
+    expected = np.asarray(Image.fromarray(pixels[0]).convert("L"), dtype="float32")
+    gray = np.asarray(Grayscale()(pixels.astype("float32")))
+    assert gray.shape == (1, 6, 5, 1)
+    np.testing.assert_allclose(gray[0, ..., 0], expected, atol=0.6)
+
+
+@pytest.mark.parametrize("colour, channels", [("grayscale", 1), ("rgb", 3), ("foreground", 1)])
+def test_cellnet_colour_modes(colour, channels, batch, tmp_path):
+    images, _ = batch
+    model = models.get_model("cellnet_tiny", alphabet=ALPHABET, colour=colour)
+    assert model.get_layer("read_cells").layer.inputs[0].shape[-1] == channels
+    loaded = load_model(save_model(model, tmp_path / "model.keras"))
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
+    with pytest.raises(ValueError, match="colour='hsv'"):
+        models.get_model("cellnet_tiny", alphabet=ALPHABET, colour="hsv")
