@@ -4,7 +4,7 @@
 
 Reads answers/results/*.json (the short runs of `answers.experiments`) and
 bench/results/*.json (the committed 10-epoch runs); a source that is not
-there yet (e.g. bench/results/train_cellnet.json before it is merged) is
+there yet (e.g. reference/reference.history.csv before training ends) is
 left out of its figure and named in the printed output.
 """
 
@@ -26,6 +26,7 @@ RESULTS = REPOSITORY / "answers" / "results"
 FIGURES = REPOSITORY / "answers" / "figures"
 BENCH_RESULTS = REPOSITORY / "bench" / "results"
 REFERENCE_HISTORY = REPOSITORY / "reference" / "reference.history.csv"
+FRESH_HISTORY = BENCH_RESULTS / "train_cellnet_fresh32k.history.csv"  # The default run: 32,000 new images x 10 epochs.
 THRESHOLDS = (0.50, 0.60)
 
 
@@ -48,12 +49,12 @@ def bench_epochs(result: dict) -> tuple[list, list, list]:
     return epochs, val, train
 
 
-def reference_history() -> dict | None:
-    """The reference model's per-epoch log, when its training has finished and written rows."""
-    if not REFERENCE_HISTORY.is_file() or not REFERENCE_HISTORY.read_text().strip():
-        print(f"  (not there yet: {REFERENCE_HISTORY.relative_to(REPOSITORY)} is empty)")
+def reference_history(path: Path = REFERENCE_HISTORY) -> dict | None:
+    """A train.py per-epoch log (default: the reference model's), when it exists and has rows."""
+    if not path.is_file() or not path.read_text().strip():
+        print(f"  (not there yet: {path.relative_to(REPOSITORY)} is empty)")
         return None
-    with REFERENCE_HISTORY.open() as file:
+    with path.open() as file:
         rows = list(csv.DictReader(file))
     if not rows or "val_mean_accuracy" not in rows[0]:
         return None
@@ -105,14 +106,20 @@ def training_validation_figure() -> Path:
     figure, axis = plt.subplots(figsize=(6.4, 4))
     sources = {
         "cellnet, fixed 30,000 images": BENCH_RESULTS / "train_cellnet_fixed30k.json",
-        "cellnet, 32,000 new images/epoch": BENCH_RESULTS / "train_cellnet.json",
+        "cellnet, 32,000 new images/epoch": FRESH_HISTORY,
         "shawon (baseline), fixed 30,000": BENCH_RESULTS / "train_shawon.json",
     }
     for (label, path), colour in zip(sources.items(), ("tab:blue", "tab:green", "tab:red")):
-        result = read_json(path)
-        if not result:
-            continue
-        epochs, val, train = bench_epochs(result)
+        if path.suffix == ".csv":
+            history = reference_history(path)
+            if not history:
+                continue
+            epochs, val, train = history["epochs"], history["val"], history["train"]
+        else:
+            result = read_json(path)
+            if not result:
+                continue
+            epochs, val, train = bench_epochs(result)
         axis.plot(epochs, train, linestyle="--", color=colour, label=f"{label}: training")
         axis.plot(epochs, val, marker="o", color=colour, label=f"{label}: validation")
     axis.set_xlabel("epoch")
@@ -132,10 +139,9 @@ def error_log_figure() -> Path:
     if fixed:
         epochs, val, train = bench_epochs(fixed)
         curves += [("fixed 30k: validation", epochs, val, "o-"), ("fixed 30k: training", epochs, train, "--")]
-    fresh = read_json(BENCH_RESULTS / "train_cellnet.json")
+    fresh = reference_history(FRESH_HISTORY)
     if fresh:
-        epochs, val, _ = bench_epochs(fresh)
-        curves.append(("32k new/epoch: validation", epochs, val, "s-"))
+        curves.append(("32k new/epoch: validation", fresh["epochs"], fresh["val"], "s-"))
     reference = reference_history()
     if reference:
         curves.append(("reference (40k new x 12): validation", reference["epochs"], reference["val"], "^-"))
