@@ -17,6 +17,8 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
+from data.files import atomic_path
+
 ANSWERS = Path(__file__).resolve().parent
 IMAGE_PATTERN = re.compile(r"!\[[^\]]*\]\(([^)\s]+)")
 
@@ -79,12 +81,21 @@ def build(markdown_path: str | Path, pdf_path: str | Path | None = None) -> Path
     missing = missing_images(markdown_path)
     if missing:
         raise FileNotFoundError(f"{markdown_path} references images that do not exist: {', '.join(missing)}")
+    from PIL import ImageFile
+
+    accept_truncated = ImageFile.LOAD_TRUNCATED_IMAGES  # Before WeasyPrint's import changes it (see below).
     import weasyprint  # Imported only now, so that checking the sources needs no Pango.
 
     pdf_path = Path(pdf_path) if pdf_path else markdown_path.with_suffix(".pdf")
     html = to_html(markdown_path.read_text(encoding="utf-8"), title=markdown_path.stem)
-    document = weasyprint.HTML(string=html, base_url=str(markdown_path.parent.resolve()))
-    document.write_pdf(pdf_path, stylesheets=[weasyprint.CSS(string=STYLE)])
+    try:
+        document = weasyprint.HTML(string=html, base_url=str(markdown_path.parent.resolve()))
+        with atomic_path(pdf_path) as temporary:
+            document.write_pdf(temporary, stylesheets=[weasyprint.CSS(string=STYLE)])
+    finally:
+        # Importing WeasyPrint's image module makes Pillow accept truncated images in the whole process; the kit's
+        # readers rely on refusing them (a half-written PNG must be reported, not read as a CAPTCHA).
+        ImageFile.LOAD_TRUNCATED_IMAGES = accept_truncated
     return pdf_path
 
 
