@@ -24,7 +24,7 @@ from pathlib import Path
 import keras
 from keras import layers, ops
 
-from models.blocks import character_heads, default_crop, image_input
+from models.blocks import default_crop, image_input, pooled_character_heads
 from models.registry import register_model
 
 # Input scaling each application's ImageNet weights expect, when the application does not do it itself
@@ -139,10 +139,7 @@ def build_application_reader(
         x = layers.Cropping2D((tuple(crop), (0, 0)), name="crop_strip")(x)
     x = scale_for(backbone, x)
     x = build_application_backbone(backbone, x.shape[1:], weights, **backbone_options)(x)
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    if dropout:
-        x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = character_heads(x, alphabet)
+    outputs = pooled_character_heads(x, alphabet, dropout)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -77,3 +77,14 @@ def character_heads(features, alphabet, hidden_units: int | None = None, dropout
     if len(branches) == 1:
         return layers.Identity(name="character_scores")(branches[0])
     return layers.Concatenate(axis=1, name="character_scores")(branches)
+
+
+def pooled_character_heads(feature_map, alphabet, dropout: float = 0.0):
+    """Global average pooling of a backbone's feature map, optional dropout, then `character_heads`.
+
+    The head of the backbone readers (resnet18, efficientnet_lite0, keras_application).
+    """
+    x = layers.GlobalAveragePooling2D(name="pool")(feature_map)
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    return character_heads(x, alphabet)

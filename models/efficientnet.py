@@ -40,7 +40,7 @@ import numpy as np
 from keras import layers
 
 from data.files import atomic_path
-from models.blocks import character_heads, default_crop, image_input
+from models.blocks import default_crop, image_input, pooled_character_heads
 from models.registry import register_model
 from models.torch_checkpoint import read_torch_checkpoint
 
@@ -341,11 +341,7 @@ def build_efficientnet_reader(
         if (stages, stem_filters, head_filters) != (LITE0_STAGES, 32, 1280):
             raise ValueError(f"Pretrained weights exist for EfficientNet-Lite0's shape only. Received: {name}")
         load_backbone_weights(backbone, imagenet_weights(None if weights == "imagenet" else weights))
-    x = backbone(x)
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    if dropout:
-        x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = character_heads(x, alphabet)
+    outputs = pooled_character_heads(backbone(x), alphabet, dropout)
     return keras.Model(inputs, outputs, name=name)
 
 

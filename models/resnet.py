@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.blocks import character_heads, conv_bn_relu, default_crop, image_input, preprocess
+from models.blocks import conv_bn_relu, default_crop, image_input, pooled_character_heads, preprocess
 from models.registry import register_model
 
 
@@ -51,9 +51,7 @@ def build_resnet(
         for block in range(1, blocks_per_stage + 1):
             stride = 2 if stage > 1 and block == 1 else 1
             x = basic_block(x, filters, stride, name=f"stage{stage}_block{block}")
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = character_heads(x, alphabet)
+    outputs = pooled_character_heads(x, alphabet, dropout)
     return keras.Model(inputs, outputs, name=name)
 
 
