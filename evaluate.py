@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--length", type=int, default=None, help="for models that record no alphabet (default: 4)")
     parser.add_argument(
+        "--min-length",
+        type=int,
+        default=None,
+        help="for models that record no alphabet: the shortest label (default: --length, one length)",
+    )
+    parser.add_argument(
         "--threshold",
         type=float,
         default=PASS_THRESHOLD,
@@ -109,8 +115,10 @@ def main(argv=None) -> dict:
         sys.exit(2)
     try:
         model = load_model(args.model)
-        named = args.alphabet is not None or args.length is not None
-        alphabet = model_alphabet(model, alphabet_from_options(args.alphabet, args.length) if named else None)
+        named = any(value is not None for value in (args.alphabet, args.length, args.min_length))
+        alphabet = model_alphabet(
+            model, alphabet_from_options(args.alphabet, args.length, args.min_length) if named else None
+        )
         data = load_labelled_folder(args.data, alphabet, labels_file=args.labels, strict=not args.skip_bad)
         if args.split_file:
             data = select(data, read_split(args.split_file)[args.subset])

@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"for models that record no alphabet: a preset ({', '.join(ALPHABET_PRESETS)}) or the characters",
     )
     parser.add_argument("--length", type=int, default=None, help="for models that record no alphabet (default: 4)")
+    parser.add_argument(
+        "--min-length",
+        type=int,
+        default=None,
+        help="for models that record no alphabet: the shortest label (default: --length, one length)",
+    )
     return parser
 
 
@@ -70,9 +76,16 @@ def generator_for(alphabet: Alphabet, image_size):
 
 
 def marked_text(reading_codes, correct, alphabet: Alphabet) -> str:
-    """The text read with each wrong character in brackets and `_` for one not read: 4[7]21."""
+    """The text read with each wrong character in brackets and `_` for one not read: 4[7]21, 48[_]1.
+
+    Positions rightly left unread (after a label shorter than the longest) show nothing.
+    """
     characters = [alphabet.characters[code] if code >= 0 else "_" for code in reading_codes]
-    return "".join(character if right else f"[{character}]" for character, right in zip(characters, correct))
+    return "".join(
+        character if right else f"[{character}]"
+        for character, code, right in zip(characters, reading_codes, correct)
+        if code >= 0 or not right
+    )
 
 
 def format_confidences(confidences) -> str:
@@ -271,8 +284,8 @@ def main(argv=None) -> dict:
                 "--model PATH reads any .keras file of the kit, e.g. my_model.keras from `python train.py`."
             )
         model = load_model(model_path)
-        named = args.alphabet is not None or args.length is not None
-        reader = Reader(model, alphabet_from_options(args.alphabet, args.length) if named else None)
+        named = any(value is not None for value in (args.alphabet, args.length, args.min_length))
+        reader = Reader(model, alphabet_from_options(args.alphabet, args.length, args.min_length) if named else None)
         generator = generator_for(reader.alphabet, reader.image_size)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"for models that record no alphabet: a preset ({', '.join(ALPHABET_PRESETS)}) or the characters",
     )
     parser.add_argument("--length", type=int, default=None, help="for models that record no alphabet (default: 4)")
+    parser.add_argument(
+        "--min-length",
+        type=int,
+        default=None,
+        help="for models that record no alphabet: the shortest label (default: --length, one length)",
+    )
     return parser
 
 
@@ -80,8 +86,10 @@ def main(argv=None) -> Path:
 
     try:
         model = load_model(args.model)
-        named = args.alphabet is not None or args.length is not None
-        alphabet = model_alphabet(model, alphabet_from_options(args.alphabet, args.length) if named else None)
+        named = any(value is not None for value in (args.alphabet, args.length, args.min_length))
+        alphabet = model_alphabet(
+            model, alphabet_from_options(args.alphabet, args.length, args.min_length) if named else None
+        )
         rows = predict_folder(model, args.folder, alphabet, args.batch_size)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

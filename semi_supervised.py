@@ -22,8 +22,10 @@ labelled images (`--val-fraction`) is held out to choose the saved epoch,
 and the test images are scored once, all of them, with the saved model.
 
 The alphabet is read from the labels as the original does (digits, lowercase
-letters, both, and `-`), unless `--alphabet` is given; all labels must have one
-length, and the images of a site one size (`--skip-bad` skips others). Any
+letters, both, and `-`), unless `--alphabet` is given, and so are the label
+lengths (`--length` the longest, `--min-length` the shortest: the seq2seq
+model reads labels of several lengths); the images of a site must have one
+size (`--skip-bad` skips others). Any
 other option (`--time-limit 600`, `--consistency-rampup 5`, `--teacher-noise`,
 `--model-options ...`) is passed on to train.py; `python train.py --help` lists them.
 """
@@ -85,16 +87,15 @@ def train_arguments(args, passed_on: list[str]) -> list[str]:
     site = Path(args.dataset) if Path(args.dataset).is_dir() else Path(args.root) / args.dataset
     labels_file = site / "label" / args.label
     labels = list(read_labels_file(labels_file).values())
-    lengths = {len(label) for label in labels}
-    if len(lengths) != 1:
-        raise ValueError(f"The labels of {labels_file} must all have one length. Received lengths: {sorted(lengths)}")
+    lengths = [len(label) for label in labels]
     name = f"{site.name}_{args.label}".replace(".txt", "")
     output_dir = Path(args.output_dir)
     stage1_model = output_dir / f"{name}.keras"
     common = [
         *("--data", str(site / "train"), "--labels", str(labels_file), "--test-dir", str(site / "test")),
         *("--split", f"{1 - args.val_fraction},{args.val_fraction}", "--split-seed", "0"),
-        *("--alphabet", args.alphabet or alphabet_of(labels), "--length", str(lengths.pop())),
+        *("--alphabet", args.alphabet or alphabet_of(labels), "--length", str(max(lengths))),
+        *("--min-length", str(min(lengths))),
         *("--model", "cnn_seq2seq", "--augment", "--optimizer", "sgd", "--momentum", "0.9"),
         *("--epochs", str(args.epoch)),
     ]

@@ -19,7 +19,7 @@ folder instead (`python -m data.generate` makes `capts_train/`). Missing
 default folders (`capts_val/`, a missing `capts_train/`) are generated first.
 With `--data` it splits one labelled folder by `--split` and `--split-seed`
 and records the split in `<name>.split.csv`. The image size is taken from
-the data; the alphabet (`--alphabet`, `--length`) is recorded in the saved
+the data; the alphabet (`--alphabet`, `--length`, `--min-length`) is recorded in the saved
 model. Beside the model it writes `<name>.history.csv` (per-epoch figures),
 `<name>.curves.png` (accuracy of each position against epoch) and
 `<name>.json` (the resolved options and the final validation, and test,
@@ -157,7 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"characters the labels use: a preset ({', '.join(ALPHABET_PRESETS)}) or the characters "
         "themselves (default: %(default)s)",
     )
-    group.add_argument("--length", type=int, default=4, help="characters per label (default: %(default)s)")
+    group.add_argument(
+        "--length",
+        type=int,
+        default=4,
+        help="characters per label, the longest with --min-length (default: %(default)s)",
+    )
+    group.add_argument(
+        "--min-length",
+        type=int,
+        default=None,
+        help="the shortest label, for labels of --min-length to --length characters (e.g. 4 to 6); only sequence "
+        "readers (crnn_ctc, cnn_seq2seq) read them (default: --length, every label one length)",
+    )
     group.add_argument(
         "--test-dir", default=None, help="labelled test images, scored once with the best model (without --data)"
     )
@@ -493,7 +505,7 @@ def main(argv=None) -> dict:
         sys.exit("error: --epochs and --batch-size must be positive, --learning-rate above zero.")
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
-        alphabet = alphabet_from_options(args.alphabet, args.length)
+        alphabet = alphabet_from_options(args.alphabet, args.length, args.min_length)
         if args.time_limit is not None and args.time_limit <= 0:
             raise ValueError(f"--time-limit must be positive. Received: {args.time_limit}")
         resolve_training_source(args, alphabet)

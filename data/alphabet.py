@@ -43,61 +43,98 @@ def resolve_characters(name_or_characters: str) -> str:
     return ALPHABET_PRESETS.get(name_or_characters, name_or_characters)
 
 
-def alphabet_from_options(alphabet: str | None = "digits", length: int | None = 4) -> Alphabet:
-    """The `Alphabet` that command-line options `--alphabet` and `--length` name (None: digits, 4)."""
-    return Alphabet(resolve_characters(alphabet or "digits"), 4 if length is None else length)
+def alphabet_from_options(
+    alphabet: str | None = "digits", length: int | None = 4, min_length: int | None = None
+) -> Alphabet:
+    """The `Alphabet` that command-line options `--alphabet`, `--length` and `--min-length` name.
+
+    None stands for the defaults: digits, 4 characters, and a minimum equal to
+    the length (every label exactly `length` long).
+    """
+    return Alphabet(resolve_characters(alphabet or "digits"), 4 if length is None else length, min_length)
 
 
 class Alphabet:
-    """Characters a CAPTCHA may contain and the fixed number of them per image.
+    """Characters a CAPTCHA may contain and how many of them a label has.
+
+    Labels are either all `length` characters long (the default) or, with
+    `min_length`, anywhere from `min_length` to `length` characters, as in real
+    CAPTCHAs of 4 to 6 characters. Codes always have `length` columns: a
+    shorter label is padded with -1 ("no character"), which the CTC loss, the
+    decoders and the metrics all read as the end of the text. Only models that
+    read a sequence (CTC, seq2seq) can learn variable lengths; models with one
+    head per position refuse them (`models.get_model`).
 
     Args:
         characters: The symbols in class order; class `i` is `characters[i]`.
-        length: How many characters every label has.
+        length: How many characters every label has; the longest label when `min_length` is given.
+        min_length: The shortest label (default: `length`, i.e. fixed-length labels).
     """
 
-    def __init__(self, characters: str = DIGITS, length: int = 4):
+    def __init__(self, characters: str = DIGITS, length: int = 4, min_length: int | None = None):
         if not characters or len(set(characters)) != len(characters):
             raise ValueError(
                 f"`characters` must be a non-empty string without repeated symbols. Received: characters={characters!r}"
             )
         if not isinstance(length, int) or length < 1:
             raise ValueError(f"`length` must be a positive integer. Received: length={length!r}")
+        min_length = length if min_length is None else min_length
+        if not isinstance(min_length, int) or not 1 <= min_length <= length:
+            raise ValueError(
+                f"`min_length` must be an integer from 1 to `length`={length}. Received: min_length={min_length!r}"
+            )
         self.characters = characters
         self.length = length
+        self.min_length = min_length
         self._index = {character: index for index, character in enumerate(characters)}
 
     @property
     def num_classes(self) -> int:
         return len(self.characters)
 
+    @property
+    def variable_length(self) -> bool:
+        """True when labels may be shorter than `length` (`min_length` < `length`)."""
+        return self.min_length < self.length
+
     def __repr__(self) -> str:
-        return f"Alphabet(characters={self.characters!r}, length={self.length})"
+        minimum = f", min_length={self.min_length}" if self.variable_length else ""
+        return f"Alphabet(characters={self.characters!r}, length={self.length}{minimum})"
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, Alphabet) and self.characters == other.characters and self.length == other.length
+        return isinstance(other, Alphabet) and self.get_config() == other.get_config()
 
     def get_config(self) -> dict:
-        return {"characters": self.characters, "length": self.length}
+        return {"characters": self.characters, "length": self.length, "min_length": self.min_length}
+
+    def describe_length(self) -> str:
+        """The allowed label lengths in words, for messages: "4" or "4 to 6"."""
+        return f"{self.min_length} to {self.length}" if self.variable_length else str(self.length)
 
     def check(self, label: str) -> str | None:
         """Says what is wrong with `label`, or returns None when it is valid."""
-        if len(label) != self.length:
-            return f"has {len(label)} characters; expected {self.length}"
+        if not self.min_length <= len(label) <= self.length:
+            return f"has {len(label)} characters; expected {self.describe_length()}"
         unknown = sorted({character for character in label if character not in self._index})
         if unknown:
             return f"has characters {''.join(unknown)!r} outside the alphabet {self.characters!r}"
         return None
 
     def encode(self, label: str) -> np.ndarray:
-        """Turns a label such as "0427" into class codes, e.g. [0, 4, 2, 7]."""
+        """Turns a label such as "0427" into `length` class codes, e.g. [0, 4, 2, 7].
+
+        A label shorter than `length` (variable-length alphabets) is padded
+        with -1 at the end: "042" with length 5 gives [0, 4, 2, -1, -1].
+        """
         problem = self.check(label)
         if problem:
             raise ValueError(f"Label {label!r} {problem}.")
-        return np.array([self._index[character] for character in label], dtype=np.int32)
+        codes = np.full(self.length, -1, dtype=np.int32)
+        codes[: len(label)] = [self._index[character] for character in label]
+        return codes
 
     def encode_many(self, labels) -> np.ndarray:
-        """Encodes a sequence of labels into an int32 array of shape (N, length)."""
+        """Encodes a sequence of labels into an int32 array of shape (N, length), padded with -1."""
         codes = np.zeros((len(labels), self.length), dtype=np.int32)
         for row, label in enumerate(labels):
             codes[row] = self.encode(label)
@@ -106,8 +143,9 @@ class Alphabet:
     def decode(self, codes) -> str:
         """Turns class codes back into text; the inverse of `encode`.
 
-        Negative codes mean "no character" (a CTC model that read fewer
-        characters than `length`) and are skipped.
+        Negative codes mean "no character" (the padding of a shorter label,
+        or a CTC or seq2seq model that read fewer characters than `length`)
+        and are skipped.
         """
         return "".join(self.characters[int(code)] for code in codes if int(code) >= 0)
 

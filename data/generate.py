@@ -5,6 +5,8 @@
     python -m data.generate --preset notebook    # the PyTorch notebook's 30,000/10,000/10,000 ImageCaptchas
     python -m data.generate --generator imagecaptcha --width 160 --height 60 \
         --alphabet imagecaptcha58 --length 4 --train-dir ic_train --val-dir ic_val
+    python -m data.generate --generator imagecaptcha --width 200 --height 60 \
+        --length 6 --min-length 4 --train-dir varlen_train --val-dir varlen_val   # labels of 4 to 6 characters
 
 Every image is seeded on its own (`seed/split/index`), so a folder is the same
 whatever the number of worker processes, and an interrupted run continues
@@ -108,10 +110,12 @@ _image_captchas = {}
 class ImageCaptchaGenerator:
     """`captcha.image.ImageCaptcha` (the PyTorch notebook's), any size, alphabet and length.
 
-    The label's characters are drawn uniformly from the alphabet; the image
-    uses the library's own font and noise. Both come from one
-    `random.Random` seeded by the image's seed, so the same seed gives
-    byte-identical images.
+    The label's characters are drawn uniformly from the alphabet; for a
+    variable-length alphabet its length is drawn first, uniformly from
+    `min_length` to `length`. The image uses the library's own font and
+    noise. All come from one `random.Random` seeded by the image's seed, so
+    the same seed gives byte-identical images (and fixed-length alphabets the
+    same images as before lengths could vary: no extra number is drawn).
     """
 
     name = "imagecaptcha"
@@ -131,6 +135,8 @@ class ImageCaptchaGenerator:
             "height": self.height,
             "alphabet": self.alphabet.characters,
             "length": self.alphabet.length,
+            # Only when lengths vary, so that folders made before keep their manifest (and `--resume`).
+            **({"min_length": self.alphabet.min_length} if self.alphabet.variable_length else {}),
         }
 
     def draw(self, seed: str):
@@ -140,7 +146,10 @@ class ImageCaptchaGenerator:
         if key not in _image_captchas:  # One per process: it loads its fonts once.
             _image_captchas[key] = ImageCaptcha(width=self.width, height=self.height)
         source = random.Random(seed)
-        label = "".join(source.choice(self.alphabet.characters) for _ in range(self.alphabet.length))
+        length = self.alphabet.length
+        if self.alphabet.variable_length:
+            length = source.randint(self.alphabet.min_length, self.alphabet.length)
+        label = "".join(source.choice(self.alphabet.characters) for _ in range(length))
         with seeded_secrets(source):
             image = _image_captchas[key].generate_image(label)
         return image.convert("RGB"), label
@@ -335,7 +344,7 @@ def generate_assignment_data(
 
 
 def build_parser(preset: str = "assignment") -> argparse.ArgumentParser:
-    settings = {"width": None, "height": None, "alphabet": None, "length": None, **PRESETS[preset]}
+    settings = {"width": None, "height": None, "alphabet": None, "length": None, "min_length": None, **PRESETS[preset]}
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--preset",
@@ -354,7 +363,15 @@ def build_parser(preset: str = "assignment") -> argparse.ArgumentParser:
         help=f"label characters (imagecaptcha): a preset ({', '.join(ALPHABET_PRESETS)}) or the characters; "
         "default imagecaptcha58",
     )
-    group.add_argument("--length", type=int, help="characters per label (imagecaptcha; default 4)")
+    group.add_argument(
+        "--length", type=int, help="characters per label, the longest with --min-length (imagecaptcha; default 4)"
+    )
+    group.add_argument(
+        "--min-length",
+        type=int,
+        help="the shortest label: each label's length is drawn from --min-length to --length (imagecaptcha; "
+        "default: --length)",
+    )
     group = parser.add_argument_group("folders and counts")
     group.add_argument("--train-dir", help="training folder")
     group.add_argument("--val-dir", help="validation folder")
@@ -381,8 +398,8 @@ def main(argv=None):
     counts = {"train": args.train_count, "val": args.val_count, "test": args.test_count}
     try:
         alphabet = None
-        if args.alphabet is not None or args.length is not None:
-            alphabet = alphabet_from_options(args.alphabet or "imagecaptcha58", args.length or 4)
+        if any(value is not None for value in (args.alphabet, args.length, args.min_length)):
+            alphabet = alphabet_from_options(args.alphabet or "imagecaptcha58", args.length or 4, args.min_length)
         generator = get_generator(args.generator, width=args.width, height=args.height, alphabet=alphabet)
         written = generate_sets(
             folders,

@@ -25,8 +25,9 @@ def main(argv=None):
         "--alphabet", default="digits", help=f"a preset ({', '.join(ALPHABET_PRESETS)}) or the characters"
     )
     parser.add_argument("--length", type=int, default=4, help="characters per label (default: %(default)s)")
+    parser.add_argument("--min-length", type=int, default=None, help="the shortest label (default: --length)")
     args = parser.parse_args(argv)
-    alphabet = alphabet_from_options(args.alphabet, args.length)
+    alphabet = alphabet_from_options(args.alphabet, args.length, args.min_length)
     found = find_labelled_images(args.folder, alphabet, labels_file=args.labels)
     # A fixed random pick: file-name order would show only labels starting with 00.
     picks = sorted(random.Random(args.seed).sample(range(len(found.paths)), min(args.count, len(found.paths))))

@@ -25,7 +25,7 @@ _generators = {}  # One generator per process and setting (fonts load once).
 
 
 def _generator(name: str, alphabet):
-    key = (name, alphabet.characters if alphabet else None, alphabet.length if alphabet else None)
+    key = (name, repr(alphabet))
     if key not in _generators:
         _generators[key] = get_generator(name, alphabet=alphabet)
     return _generators[key]

@@ -93,7 +93,12 @@ class Tally:
     characters_seen: int = 0
 
     def add(self, true_codes, predicted_codes) -> np.ndarray:
-        """Counts one CAPTCHA; returns which of its positions were read right (bool, (length,))."""
+        """Counts one CAPTCHA; returns which of its positions were read right (bool, (length,)).
+
+        A position where neither the truth nor the reading has a character
+        (code -1 on both sides: a short label read as short) is right but is
+        not counted as a character.
+        """
         true_codes, predicted_codes = np.asarray(true_codes), np.asarray(predicted_codes)
         if true_codes.shape != predicted_codes.shape or true_codes.ndim != 1:
             raise ValueError(
@@ -103,8 +108,9 @@ class Tally:
         correct = true_codes == predicted_codes
         self.seen += 1
         self.whole_correct += int(correct.all())
-        self.characters_correct += int(correct.sum())
-        self.characters_seen += correct.size
+        characters = (true_codes >= 0) | (predicted_codes >= 0)
+        self.characters_correct += int((correct & characters).sum())
+        self.characters_seen += int(characters.sum())
         return correct
 
     @property

@@ -122,7 +122,7 @@ def model_alphabet(model: keras.Model, given: Alphabet | None = None) -> Alphabe
 
     Args:
         model: A built or loaded model.
-        given: An alphabet the user named (e.g. `--alphabet`, `--length`):
+        given: An alphabet the user named (e.g. `--alphabet`, `--length`, `--min-length`):
             checked against the recorded one, and used for models saved
             before the kit recorded alphabets. Those default to four digits.
 
@@ -132,7 +132,7 @@ def model_alphabet(model: keras.Model, given: Alphabet | None = None) -> Alphabe
     tag = find_alphabet_tag(model)
     if tag is None:
         return given or Alphabet()
-    recorded = Alphabet(tag.characters, tag.length)
+    recorded = Alphabet(tag.characters, tag.length, tag.min_length)
     if given is not None and given != recorded:
         raise ValueError(f"Model {model.name!r} reads {recorded}. Received: {given}")
     return recorded

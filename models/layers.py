@@ -77,13 +77,16 @@ class AlphabetTag(layers.Layer):
 
     `models.get_model` ends every model with this layer, named `characters`,
     so a saved model carries the characters it reads (in class order), the
-    label length and the kind of scores it gives (see `OUTPUT_KINDS`).
+    label length (the longest, and the shortest for variable-length labels)
+    and the kind of scores it gives (see `OUTPUT_KINDS`).
     Evaluation and inference read them back with `model_alphabet` and need no
     side file. It has no weights and costs nothing.
 
     Args:
         characters: The alphabet's characters in class order.
-        length: The label length.
+        length: The label length (the longest label).
+        min_length: The shortest label; None (files saved before variable
+            lengths existed, and fixed-length alphabets) means `length`.
         ctc: True when the scores are (batch, time steps, classes + 1), the
             last class being the CTC blank (files saved before `kind` existed).
         kind: "positions" (batch, length, classes), "ctc" (as `ctc`) or
@@ -92,12 +95,21 @@ class AlphabetTag(layers.Layer):
             characters, end, pad and start (`models.seq2seq`).
     """
 
-    def __init__(self, characters: str, length: int, ctc: bool = False, kind: str | None = None, **kwargs):
+    def __init__(
+        self,
+        characters: str,
+        length: int,
+        ctc: bool = False,
+        kind: str | None = None,
+        min_length: int | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         kind = kind or ("ctc" if ctc else "positions")
         if kind not in OUTPUT_KINDS:
             raise ValueError(f"`kind` must be one of {OUTPUT_KINDS}. Received: kind={kind!r}")
         self.characters, self.length, self.kind = characters, int(length), kind
+        self.min_length = self.length if min_length is None else int(min_length)
         self.ctc = kind == "ctc"
 
     def call(self, scores):
@@ -111,6 +123,7 @@ class AlphabetTag(layers.Layer):
             **super().get_config(),
             "characters": self.characters,
             "length": self.length,
+            "min_length": self.min_length,
             "ctc": self.ctc,
             "kind": self.kind,
         }

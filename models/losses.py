@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from models.seq2seq import decoder_targets
+
 
 @keras.saving.register_keras_serializable(package="captcha_kit")
 class CTCLoss(keras.losses.Loss):
@@ -70,8 +72,9 @@ def sequence_cross_entropy(
         label_smoothing: Spread this much of each target's mass over all classes.
         reduction: "mean" over the steps (the solver's supervised stage) or
             "sum" (its Mean Teacher stage).
-        end_token: For seq2seq scores: the class the last step must give
-            (the end token `$`), appended to every target.
+        end_token: For seq2seq scores: the class of the end token `$` (the
+            number of characters); the targets become `decoder_targets`: the
+            characters, `$`, then pad tokens after a label shorter than `length`.
 
     Returns:
         (batch,) losses.
@@ -79,7 +82,7 @@ def sequence_cross_entropy(
     codes = ops.cast(codes, "int32")
     classes = scores.shape[-1]
     if end_token is not None:
-        codes = ops.concatenate([codes, ops.full_like(codes[:, :1], end_token)], axis=1)
+        codes = decoder_targets(codes, end_token)
     targets = ops.one_hot(codes, classes, dtype=scores.dtype)
     if label_smoothing:
         targets = targets * (1.0 - label_smoothing) + label_smoothing / classes

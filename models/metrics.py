@@ -2,6 +2,15 @@
 
 The NumPy functions score decoded predictions (evaluation, grading, answers);
 the Keras metrics compute the same quantities during `model.fit`.
+
+Codes are (images, length) with -1 for "no character": the padding after a
+label shorter than `length` (variable-length alphabets) and the positions a
+CTC or seq2seq model left unread. Both sides are compared code by code, so a
+padded position of the truth counts as right only when the model read no
+character there either. Position p's accuracy is therefore the fraction of
+images whose p-th character is right, where a label with no p-th character
+asks the model to stop before it; whole accuracy is the fraction of images
+whose text read equals the label (no character missing, none extra).
 """
 
 from __future__ import annotations
@@ -28,13 +37,14 @@ def sequence_accuracy(true_codes, predicted_codes) -> float:
 def confusion_counts(true_codes, predicted_codes, classes: int) -> np.ndarray:
     """Counts of (true character, read character) over all positions: int array (classes, classes).
 
-    Positions a CTC model left unread (code -1) are not counted; indexing
-    with -1 would silently count them as the last class.
+    Positions a CTC model left unread and the padding of short labels (code
+    -1 on either side) are not counted; indexing with -1 would silently count
+    them as the last class.
     """
     true_codes, predicted_codes = np.ravel(true_codes), np.ravel(predicted_codes)
-    read = predicted_codes >= 0
+    both = (true_codes >= 0) & (predicted_codes >= 0)
     counts = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(counts, (true_codes[read], predicted_codes[read]), 1)
+    np.add.at(counts, (true_codes[both], predicted_codes[both]), 1)
     return counts
 
 
@@ -49,7 +59,12 @@ def _check_codes(true_codes, predicted_codes):
 
 
 def _correct_characters(y_true, y_pred, ctc: bool = False, kind: str | None = None):
-    """Boolean (batch, length): sparse or one-hot targets against per-position, CTC or seq2seq scores."""
+    """Boolean (batch, length): sparse or one-hot targets against per-position, CTC or seq2seq scores.
+
+    Sparse targets may be padded with -1 (labels shorter than `length`); the
+    CTC and seq2seq decoders give -1 where they read no character, so the
+    padding counts as right exactly when nothing was read there.
+    """
     if kind == "seq2seq":
         predicted = seq2seq_greedy_codes(y_pred, y_true.shape[-1])[0]
     elif ctc or kind == "ctc":

@@ -14,7 +14,9 @@ gives one softmax over the alphabet and a final blank class per time step:
 decoder step over the alphabet and its end, pad and start tokens:
 (batch, length + 1, classes + 3). `get_model` appends an `AlphabetTag`
 layer named `characters` that records the alphabet (and which kind of
-scores the model gives) inside the saved `.keras` file.
+scores the model gives) inside the saved `.keras` file. Only sequence
+readers (CTC, seq2seq) take a variable-length alphabet (`min_length` <
+`length`); `get_model` refuses it for models with one head per position.
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ def get_model(name: str, alphabet: Alphabet | None = None, image_size=DEFAULT_IM
         alphabet: Characters and label length (default: four digits).
         image_size: (height, width) of the raw input images.
         **options: Passed to the builder (e.g. `dropout=0.0`).
+
+    Raises:
+        ValueError: Unknown name, a builder that refuses the options, or a
+            variable-length alphabet for a model with one head per position.
     """
     builder = _check_name(name)
     alphabet = alphabet or Alphabet()
@@ -87,5 +93,14 @@ def get_model(name: str, alphabet: Alphabet | None = None, image_size=DEFAULT_IM
             f"(per position), {alphabet.num_classes + 1} (CTC, with the blank) or {alphabet.num_classes + 3} "
             f"(seq2seq, with end, pad and start) for {alphabet}."
         )
-    tag = AlphabetTag(alphabet.characters, alphabet.length, kind=kinds[classes], name="characters")(model.outputs[0])
+    if kinds[classes] == "positions" and alphabet.variable_length:
+        # A head per position has no way to say "no character here"; CTC and seq2seq readers end the text.
+        raise ValueError(
+            f"Model {name!r} reads one character per position and needs labels of one length; labels of "
+            f"{alphabet.describe_length()} characters need a sequence reader: use crnn_ctc (or cnn_seq2seq). "
+            f"Received: {alphabet}"
+        )
+    tag = AlphabetTag(
+        alphabet.characters, alphabet.length, kind=kinds[classes], min_length=alphabet.min_length, name="characters"
+    )(model.outputs[0])
     return keras.Model(model.inputs, tag, name=model.name)

@@ -19,7 +19,9 @@ Breaking Text-Based CAPTCHAs" (github.com/2594306528/semi-supervised-for-captcha
 Vocabulary, in class order: the alphabet's characters (so class i is
 `alphabet.characters[i]`, as for every kit model), then the end token `$`, the
 pad ` ` and the start token `^`. The decoder runs `length + 1` steps: the
-characters, then `$`.
+characters, then `$`. A label shorter than `length` (a variable-length
+alphabet) ends earlier: its characters, `$`, then pad tokens to the last step
+(`decoder_targets`); greedy decoding stops at the first `$` either way.
 
 Output: (batch, length + 1, classes + 3) softmax scores, read by
 `models.decoding` (greedy, stopping at `$`).
@@ -55,8 +57,32 @@ def end_token(num_characters: int) -> int:
     return num_characters
 
 
+def pad_token(num_characters: int) -> int:
+    return num_characters + 1
+
+
 def start_token(num_characters: int) -> int:
     return num_characters + 2
+
+
+def decoder_targets(codes, num_characters: int):
+    """The tokens the decoder must give for the kit's class codes: the characters, the end token, then pads.
+
+    Args:
+        codes: (batch, length) int class codes, padded with -1 after labels
+            shorter than `length` (`data.alphabet.Alphabet.encode`).
+        num_characters: Classes of the alphabet.
+
+    Returns:
+        (batch, length + 1) int32 tokens: a label of k characters gives its k
+        codes, the end token `$`, and `length - k` pad tokens.
+    """
+    codes = ops.cast(codes, "int32")
+    codes = ops.concatenate([codes, ops.full_like(codes[:, :1], -1)], axis=1)
+    missing = ops.cast(codes < 0, "int32")
+    ends = ops.logical_and(missing > 0, ops.cumsum(missing, axis=1) == 1)
+    pads = ops.where(missing > 0, pad_token(num_characters), codes)
+    return ops.where(ends, end_token(num_characters), pads)
 
 
 def residual_block(x, filters: int, name: str, momentum: float):
@@ -81,7 +107,8 @@ class AttentionDecoder(layers.Layer):
     feeding each step the argmax of the step before (inference, and the
     free-running decoding the Mean Teacher stage trains with). Called on
     `[encoder_sequence, state_1, ..., state_n, target_codes]` it uses teacher
-    forcing: step t is fed the target code of step t - 1.
+    forcing: step t is fed the target token of step t - 1 (`decoder_targets`:
+    the -1 padding of a short label becomes the end token, then pads).
 
     Args:
         vocabulary_size: Output classes: characters, end, pad, start.
@@ -124,6 +151,8 @@ class AttentionDecoder(layers.Layer):
     def call(self, inputs, training=None):
         encoder_sequence, states = inputs[0], list(inputs[1 : 1 + self.num_layers])
         target_codes = inputs[1 + self.num_layers] if len(inputs) > 1 + self.num_layers else None
+        if target_codes is not None:
+            target_codes = decoder_targets(target_codes, self.vocabulary_size - SPECIAL_TOKENS)
         batch = ops.shape(encoder_sequence)[0]
         token = ops.full((batch,), self.start_token, dtype="int32")
         attentional = ops.zeros((batch, self.units), dtype=encoder_sequence.dtype)

@@ -43,3 +43,37 @@ def test_presets_and_literal_characters():
 def test_decode_skips_missing_characters():
     assert Alphabet("abc", 3).decode([2, -1, -1]) == "c"
     assert Alphabet().position_name == "digit" and Alphabet("ab").position_name == "character"
+
+
+def test_variable_length_labels_are_padded_with_minus_one():
+    alphabet = Alphabet("0123456789", 6, min_length=4)
+    assert alphabet.variable_length and not Alphabet("0123456789", 6).variable_length
+    assert alphabet.encode("0427").tolist() == [0, 4, 2, 7, -1, -1]
+    assert alphabet.encode("042719").tolist() == [0, 4, 2, 7, 1, 9]
+    codes = alphabet.encode_many(["0427", "04271", "042719"])
+    assert codes.shape == (3, 6) and (codes < 0).sum(axis=1).tolist() == [2, 1, 0]
+    assert [alphabet.decode(row) for row in codes] == ["0427", "04271", "042719"]
+
+
+@pytest.mark.parametrize("label, problem", [("042", "has 3 characters; expected 4 to 6"), ("0427190", "has 7")])
+def test_labels_outside_the_length_range_are_named(label, problem):
+    alphabet = Alphabet("0123456789", 6, min_length=4)
+    assert problem in alphabet.check(label)
+    with pytest.raises(ValueError, match=f"Label '{label}' {problem}"):
+        alphabet.encode(label)
+
+
+@pytest.mark.parametrize("min_length", [0, 7, 4.0])
+def test_bad_minimum_length(min_length):
+    with pytest.raises(ValueError, match=f"Received: min_length={min_length!r}"):
+        Alphabet("0123456789", 6, min_length=min_length)
+
+
+def test_minimum_length_in_config_equality_repr_and_options():
+    variable = alphabet_from_options("digits", 6, 4)
+    assert variable == Alphabet("0123456789", 6, 4) and variable != Alphabet("0123456789", 6)
+    assert variable.get_config() == {"characters": "0123456789", "length": 6, "min_length": 4}
+    assert Alphabet(**variable.get_config()) == variable
+    assert "min_length=4" in repr(variable) and "min_length" not in repr(Alphabet())
+    assert alphabet_from_options("digits", 4, None) == Alphabet() == Alphabet("0123456789", 4, 4)
+    assert variable.describe_length() == "4 to 6" and Alphabet().describe_length() == "4"

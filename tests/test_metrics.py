@@ -45,3 +45,42 @@ def test_confusion_counts_ignore_unread_positions():
 
     counts = confusion_counts([[0, 1], [1, 1]], [[0, -1], [1, 0]], classes=2)
     np.testing.assert_array_equal(counts, [[1, 0], [1, 1]])  # the unread position is in no cell
+
+
+# Labels of 2 or 3 characters, padded with -1; a reader's -1 is a position it left unread.
+PADDED_TRUE = np.array([[1, 2, -1], [1, 2, -1], [1, 2, 3], [1, 2, 3], [4, 5, -1]])
+PADDED_PREDICTED = np.array([[1, 2, -1], [1, 2, 5], [1, 2, -1], [1, 2, 3], [4, 6, -1]])
+
+
+def test_padded_position_is_right_only_when_nothing_was_read_there():
+    # Position 2: right for image 0 (nothing to read, nothing read) and 3; wrong for 1 (an extra
+    # character), 2 (a missing one); image 4 is wrong at position 1 but right at its padding.
+    np.testing.assert_allclose(position_accuracies(PADDED_TRUE, PADDED_PREDICTED), [1.0, 0.8, 0.6])
+    alphabet = Alphabet("0123456789", 3, min_length=2)
+    texts_equal = [alphabet.decode(true) == alphabet.decode(read) for true, read in zip(PADDED_TRUE, PADDED_PREDICTED)]
+    assert texts_equal == [True, False, False, True, False]
+    assert sequence_accuracy(PADDED_TRUE, PADDED_PREDICTED) == pytest.approx(np.mean(texts_equal))
+
+
+def test_keras_metrics_score_padded_targets_like_numpy():
+    from models.seq2seq import decoder_targets
+
+    # seq2seq scores whose greedy tokens are the reading followed by the end token, then pads.
+    alphabet = Alphabet("0123456789", 3, min_length=2)
+    tokens = np.asarray(decoder_targets(PADDED_PREDICTED, alphabet.num_classes))
+    scores = np.eye(alphabet.num_classes + 3, dtype="float32")[tokens]
+    for position in range(3):
+        metric = PositionAccuracy(position, kind="seq2seq")
+        metric.update_state(PADDED_TRUE, scores)
+        expected = position_accuracies(PADDED_TRUE, PADDED_PREDICTED)[position]
+        assert float(metric.result()) == pytest.approx(expected)
+    metric = SequenceAccuracy(kind="seq2seq")
+    metric.update_state(PADDED_TRUE, scores)
+    assert float(metric.result()) == pytest.approx(0.4)
+
+
+def test_confusion_counts_ignore_padding_of_the_truth():
+    from models.metrics import confusion_counts
+
+    counts = confusion_counts([[0, -1], [1, -1]], [[0, 1], [1, -1]], classes=2)
+    np.testing.assert_array_equal(counts, [[1, 0], [0, 1]])  # the extra 1 read after label "0" is in no cell

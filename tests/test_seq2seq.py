@@ -102,3 +102,28 @@ def test_foreground_option_reads_one_colour_free_channel(tmp_path):
     images = np.random.default_rng(2).integers(0, 256, (2, 144, 256, 3)).astype("uint8")
     loaded = load_model(save_model(model, tmp_path / "foreground.keras"))
     np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
+
+
+def test_decoder_targets_end_short_labels_with_the_end_token_then_pads():
+    from models.seq2seq import decoder_targets
+
+    end, pad = ALPHABET.num_classes, ALPHABET.num_classes + 1
+    codes = np.array([[1, 2, 3], [4, -1, -1], [-1, -1, -1]])
+    targets = keras.ops.convert_to_numpy(decoder_targets(codes, ALPHABET.num_classes))
+    np.testing.assert_array_equal(targets, [[1, 2, 3, end], [4, end, pad, pad], [end, pad, pad, pad]])
+
+
+def test_teacher_forcing_feeds_the_end_token_after_a_short_label():
+    # A label padded with -1 drives the decoder exactly as its explicit tokens (end, then pad) do.
+    from models.seq2seq import decoder_targets
+
+    model = tiny()
+    forced_model = teacher_forcing_model(model)
+    images = np.random.default_rng(2).integers(0, 256, (2, 24, 40, 3)).astype("uint8")
+    padded = np.array([[1, -1, -1], [1, 2, -1]], "int32")
+    explicit = keras.ops.convert_to_numpy(decoder_targets(padded, ALPHABET.num_classes))[:, :-1]
+    np.testing.assert_allclose(
+        np.asarray(forced_model([images, padded], training=False)),
+        np.asarray(forced_model([images, explicit], training=False)),
+        rtol=1e-6,
+    )
