@@ -107,9 +107,10 @@ def training_validation_figure() -> Path:
     sources = {
         "cellnet, fixed 30,000 images": BENCH_RESULTS / "train_cellnet_fixed30k.json",
         "cellnet, 32,000 new images/epoch": FRESH_HISTORY,
-        "shawon (baseline), fixed 30,000": BENCH_RESULTS / "train_shawon.json",
+        "shawon (baseline), 32,000 new images/epoch": BENCH_RESULTS / "train_shawon.json",
+        "shawon, post's dropout 0.5, fixed 30,000": BENCH_RESULTS / "train_shawon_dropout05.json",
     }
-    for (label, path), colour in zip(sources.items(), ("tab:blue", "tab:green", "tab:red")):
+    for (label, path), colour in zip(sources.items(), ("tab:blue", "tab:green", "tab:red", "tab:grey")):
         if path.suffix == ".csv":
             history = reference_history(path)
             if not history:

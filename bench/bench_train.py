@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -64,7 +65,7 @@ def main(argv=None) -> dict:
     command = [sys.executable, str(REPOSITORY / "train.py"), "--output", "model.keras", "--quiet"]
     if args.model:
         command += ["--model", args.model]
-    command += args.train_args.split()
+    command += shlex.split(args.train_args)
     train_seconds = run(command, cwd=work)
 
     summary = json.loads((work / "model.json").read_text())

@@ -6,8 +6,11 @@
     python -m bench.probe_shawon memorise [--dropout 0]              # 256 images of capts_val, 50 epochs
 
 Prints the training loss and the mean per-digit training and validation
-accuracy (first 2,000 images of --val-dir) after each epoch. The README's
-shawon paragraph quotes these runs.
+accuracy (first 2,000 images of --val-dir) after each epoch, then how many
+units of each digit branch's hidden layer never fire on 256 validation
+images (dead ReLUs: what the post's dropout 0.5 leads to here). The probes
+use the post's settings (dropout 0.5, full resolution) unless told
+otherwise. The README's shawon paragraph quotes these runs.
 """
 
 from __future__ import annotations
@@ -61,6 +64,11 @@ def main(argv=None) -> dict:
         if "val_digit_0_accuracy" in history:
             line += f", validation {mean_accuracy(history, epoch, 'val_'):.4f}"
         print(line, flush=True)
+    for position in range(alphabet.length):
+        hidden = keras.Model(model.input, model.get_layer(f"char{position}_dense").output)
+        activations = hidden.predict(val.images[:256], verbose=0)
+        dead = int((activations.max(axis=0) <= 0).sum())
+        print(f"digit {position} branch: {dead} of {activations.shape[1]} hidden units never fire", flush=True)
     return history
 
 

@@ -151,3 +151,15 @@ def test_cellnet_colour_modes(colour, channels, batch, tmp_path):
     np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
     with pytest.raises(ValueError, match="colour='hsv'"):
         models.get_model("cellnet_tiny", alphabet=ALPHABET, colour="hsv")
+
+
+def test_shawon_defaults_halve_multicolor_images_and_drop_branch_dropout():
+    # The post's dropout 0.5 leaves the branches dead on these CAPTCHAs (models/shawon.py); it stays an option.
+    layer_names = {layer.name for layer in models.get_model("shawon").layers}
+    assert "downscale" in layer_names and "char0_dropout" not in layer_names
+    assert models.get_model("shawon").get_layer("flatten").output.shape[-1] == 4 * 16 * 32
+    post = models.get_model("shawon", dropout=0.5, downscale=1)
+    assert "char0_dropout" in {layer.name for layer in post.layers}
+    assert post.get_layer("flatten").output.shape[-1] == 8 * 32 * 32
+    other_size = models.get_model("shawon", alphabet=Alphabet(), image_size=(30, 70))
+    assert "downscale" not in {layer.name for layer in other_size.layers}
