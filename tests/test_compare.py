@@ -2,6 +2,8 @@
 
 import csv
 
+import pytest
+
 import compare
 import models
 
@@ -26,3 +28,14 @@ def test_compare_two_models(labelled_folder, tmp_path):
     markdown = result["markdown"].read_text()
     assert "| fourblock_tiny |" in markdown and "position 2" in markdown
     assert result["plot"].stat().st_size > 1000
+
+
+def test_consensus_misreads_finds_images_every_model_reads_alike_but_not_as_labelled():
+    from bench.consensus_misreads import consensus_misreads
+
+    labels = ["1111", "2222", "3333", "4444"]
+    readings = {"a": ["1111", "2722", "3338", "9444"], "b": ["1111", "2722", "3333", "9445"]}
+    found = consensus_misreads(readings, labels)
+    assert found == {"all_wrong": [1, 3], "agreeing": [1]}
+    with pytest.raises(ValueError, match="Model b read 3 images; there are 4 labels"):
+        consensus_misreads({"a": readings["a"], "b": readings["b"][:3]}, labels)
