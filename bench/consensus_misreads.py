@@ -21,14 +21,13 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from data.alphabet import Alphabet
 from data.dataset import load_labelled_folder
 from data.files import atomic_path
 from data.split import SUBSETS, read_split, select
 from models.evaluation import predict_codes
 from models.io import load_model, model_alphabet
+from models.metrics import sequence_accuracy
 from models.plots import plot_samples
 
 
@@ -73,19 +72,14 @@ def main(argv=None) -> dict:
     data = load_labelled_folder(args.data, alphabet, labels_file=args.labels)
     if args.split_file:
         data = select(data, read_split(args.split_file)[args.subset])
-    readings = {
-        name: [alphabet.decode(codes) for codes in predict_codes(model, data.images, alphabet)]
-        for name, model in loaded.items()
-    }
+    predicted = {name: predict_codes(model, data.images, alphabet) for name, model in loaded.items()}
+    readings = {name: [alphabet.decode(row) for row in codes] for name, codes in predicted.items()}
     found = consensus_misreads(readings, data.labels)
     agreeing = found["agreeing"]
     result = {
         "command": " ".join(["python -m bench.consensus_misreads", *(argv if argv is not None else sys.argv[1:])]),
         "images": len(data),
-        "whole_accuracy": {
-            name: round(float(np.mean([text == label for text, label in zip(texts, data.labels)])), 4)
-            for name, texts in readings.items()
-        },
+        "whole_accuracy": {name: round(sequence_accuracy(data.codes, codes), 4) for name, codes in predicted.items()},
         "misread_by_every_model": len(found["all_wrong"]),
         "read_alike_by_every_model": [
             {

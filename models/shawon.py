@@ -13,11 +13,12 @@ One deviation from the post, by default: no dropout in the branches
 (`dropout=0.0`; `dropout=0.5` restores the post's). With it the network never
 leaves chance on these CAPTCHAs: while the flattened features carry no
 signal yet, the cheapest way to cut the loss that the dropout noise adds is
-to switch the branch units off, and they stay dead (ReLU). After 3 to 6
-epochs of 12,800 new images at peak learning rates 3e-4 to 1e-3, 40 to 64
-of each branch's 64 units never fire (9 to 20 at 1e-4), at full or half
-resolution, and the loss sits at ln 10 = 2.303 (`bench/probe_shawon.py`; the full default training
-in `bench/results/train_shawon_dropout05.json`). Without it the same network
+to switch the branch units off, and they stay dead (ReLU). Of each
+branch's 64 units, 63 to 64 never fire after 3 epochs of 12,800 new images
+at a peak learning rate of 1e-3, 39 to 50 after 6 epochs at 3e-4 and 11 to
+19 at 1e-4 (half resolution), and the loss stays at ln 10 = 2.303
+(`bench/probe_shawon.py`; the full default training in
+`bench/results/train_shawon_dropout05.json`). Without it the same network
 reaches 40% per digit after 2 epochs of the default training
 (`bench/results/train_shawon.json`).
 """
