@@ -206,6 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
         f"when neither --train-dir nor --data is given (default: {DEFAULT_FRESH_IMAGES})",
     )
     group.add_argument(
+        "--hard-font-weight",
+        type=int,
+        default=1,
+        help="with --fresh-images: draw each of the fonts models misread most (data.generate.HARD_FONTS) this many "
+        "times as often as the others (1: the library's uniform choice; validation always uses it) "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
         "--skip-bad",
         action="store_true",
         help="skip (and count) images that do not decode, have another size or a bad label, instead of stopping",
@@ -366,6 +374,14 @@ def resolve_training_source(args: argparse.Namespace, alphabet: Alphabet) -> Non
     """
     if args.fresh_images is not None and args.fresh_images < 1:
         raise ValueError(f"--fresh-images must be positive. Received: {args.fresh_images}")
+    if args.hard_font_weight < 1:
+        raise ValueError(f"--hard-font-weight must be at least 1. Received: {args.hard_font_weight}")
+    if args.hard_font_weight != 1 and (args.train_dir or args.data or alphabet != Alphabet()):
+        raise ValueError(
+            "--hard-font-weight changes how the new multicolorcaptcha images of --fresh-images are drawn; "
+            f"it does nothing for a training folder. Received: --hard-font-weight {args.hard_font_weight} "
+            f"with --train-dir {args.train_dir}, --data {args.data}, {alphabet}"
+        )
     if args.train_dir or args.data:
         if args.fresh_images:
             raise ValueError(
@@ -626,7 +642,12 @@ def main(argv=None) -> dict:
         callbacks.append(keras.callbacks.EarlyStopping("val_mean_accuracy", mode="max", patience=args.patience))
     if args.fresh_images:  # A resumed run draws the images of the epochs it has not trained yet.
         batches = GeneratedBatches(
-            args.fresh_images, alphabet, args.batch_size, seed=f"{args.seed}/fresh", first_epoch=initial_epoch
+            args.fresh_images,
+            alphabet,
+            args.batch_size,
+            seed=f"{args.seed}/fresh",
+            generator_options={"hard_font_weight": args.hard_font_weight} if args.hard_font_weight != 1 else None,
+            first_epoch=initial_epoch,
         )
     train_started = time.time()
     interrupted = False

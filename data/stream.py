@@ -24,10 +24,10 @@ from data.generate import get_generator, make_captcha
 _generators = {}  # One generator per process and setting (fonts load once).
 
 
-def _generator(name: str, alphabet):
-    key = (name, repr(alphabet))
+def _generator(name: str, alphabet, options: dict):
+    key = (name, repr(alphabet), tuple(sorted(options.items())))
     if key not in _generators:
-        _generators[key] = get_generator(name, alphabet=alphabet)
+        _generators[key] = get_generator(name, alphabet=alphabet, **options)
     return _generators[key]
 
 
@@ -40,6 +40,8 @@ class GeneratedBatches(keras.utils.PyDataset):
         batch_size: Images per batch; the last batch may be smaller.
         seed: Names the stream; different seeds give different images.
         generator: A name from `data.generate.GENERATORS`.
+        generator_options: Keyword arguments of that generator, e.g.
+            `{"hard_font_weight": 3}` for multicolorcaptcha.
         first_epoch: Epoch number of the first epoch (a resumed run starts later).
         workers: Processes drawing images (0 draws in the training process).
     """
@@ -51,6 +53,7 @@ class GeneratedBatches(keras.utils.PyDataset):
         batch_size: int = 64,
         seed: str = "0/fresh",
         generator: str = "multicolorcaptcha",
+        generator_options: dict | None = None,
         first_epoch: int = 0,
         workers: int = 1,
         max_queue_size: int = 16,
@@ -62,7 +65,9 @@ class GeneratedBatches(keras.utils.PyDataset):
             )
         self.images_per_epoch, self.alphabet, self.batch_size = images_per_epoch, alphabet, batch_size
         self.seed, self.generator_name, self.epoch = seed, generator, first_epoch
-        _generator(generator, alphabet)  # Fail here, not in a worker, on a bad setting; forks inherit the fonts.
+        self.generator_options = dict(generator_options or {})
+        # Fail here, not in a worker, on a bad setting; forks inherit the fonts.
+        _generator(generator, alphabet, self.generator_options)
 
     def __len__(self) -> int:
         return -(-self.images_per_epoch // self.batch_size)
@@ -70,7 +75,7 @@ class GeneratedBatches(keras.utils.PyDataset):
     def __getitem__(self, index):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} of an epoch of {len(self)} batches")
-        generator = _generator(self.generator_name, self.alphabet)
+        generator = _generator(self.generator_name, self.alphabet, self.generator_options)
         first = index * self.batch_size
         indices = range(first, min(first + self.batch_size, self.images_per_epoch))
         images, codes = [], []

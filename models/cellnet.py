@@ -22,6 +22,15 @@ runs of earlier versions of this file on 20,000 training images for 3 epochs
   bench/results/experiment_cellnet_augment.json). Without them the run ends
   at 98% training accuracy: more distinct images, not more epochs or
   distortions, is what the next point of accuracy needs.
+- Two thirds of what the model still misreads are characters in ten of the
+  44 fonts (thin outlines, hairline scripts; `python -m bench.font_accuracy`).
+  Keeping their one-pixel strokes at full strength did not help: computing
+  the foreground map at full resolution and max-pooling it 2x2 gave 75.4%
+  per digit after 3 epochs of 12,800 new images against 77.9% for the
+  average-pooled RGB strip; reading full-resolution 64x64 cells with a
+  stride-2 first convolution learnt slower (21% against 47% after the first
+  epoch) and ran 23% slower. (Exploratory runs of `python train.py --epochs 3
+  --fresh-images 12800` with those variants, not kept as options.)
 """
 
 from __future__ import annotations

@@ -187,3 +187,28 @@ def test_generator_options_are_checked():
         generate.get_generator("multicolorcaptcha", width=100)
     with pytest.raises(ValueError, match="four digits"):
         generate.get_generator("multicolorcaptcha", alphabet=Alphabet("ab", 4))
+
+
+def test_hard_font_weight_draws_the_hard_fonts_more_often():
+    uniform = generate.get_generator("multicolorcaptcha")
+    weighted = generate.get_generator("multicolorcaptcha", hard_font_weight=3)
+    fonts = generate._multicolor_generator().l_fonts
+    # Each hard font is listed three times, every other font once; the library's own list is left alone.
+    assert len(weighted.fonts) == len(fonts) + 2 * len(generate.HARD_FONTS)
+    names = [generate.font_name(font) for font in weighted.fonts]
+    assert all(names.count(font) == 3 for font in generate.HARD_FONTS)
+    assert names.count("freefont-20120503/FreeSans.ttf") == 1
+    assert weighted.settings()["hard_font_weight"] == 3 and "hard_font_weight" not in uniform.settings()
+
+    image, label = uniform.draw("weights/0")
+    assert generate._multicolor_generator().l_fonts == fonts  # Restored after a weighted draw too:
+    weighted.draw("weights/0")
+    assert generate._multicolor_generator().l_fonts == fonts
+    again, again_label = uniform.draw("weights/0")
+    assert label == again_label and np.array_equal(np.asarray(image), np.asarray(again))
+
+
+def test_hard_font_weight_is_checked():
+    for bad in (0, 1.5, -2):
+        with pytest.raises(ValueError, match="hard_font_weight"):
+            generate.get_generator("multicolorcaptcha", hard_font_weight=bad)

@@ -91,7 +91,11 @@ def test_reader_matches_model_predict_and_the_decoder(tiny_model_path):
     generator = get_generator("multicolorcaptcha")
     images = np.stack([np.asarray(generator.draw(f"reader/{index}")[0]) for index in range(3)])
     outputs = model.predict(images, verbose=0)
+    assert images.dtype == np.uint8
     assert reader.scores(images) == pytest.approx(outputs, abs=1e-5)
+    # uint8 goes to the model as it is and is cast there: the same scores as float32 (or float64) pixels.
+    np.testing.assert_array_equal(reader.scores(images), reader.scores(images.astype("float32")))
+    np.testing.assert_array_equal(reader.scores(images), reader.scores(images.astype("float64")))
     readings = reader.read(images)
     assert [reading.text for reading in readings] == decode_text(outputs, reader.alphabet)
     assert reader.read_one(images[1]).text == readings[1].text

@@ -66,3 +66,23 @@ def test_fresh_images_refuses_other_sources(captcha_folders, tmp_path):
     with pytest.raises(SystemExit, match="not Alphabet"):
         train.main(["--fresh-images", "8", "--alphabet", "abc", "--length", "3", *common])
     assert not (tmp_path / "m.keras").exists()
+
+
+def test_generator_options_reach_the_generator():
+    uniform = GeneratedBatches(4, Alphabet(), batch_size=4, seed="weights", workers=0)[0][0]
+    weighted = GeneratedBatches(
+        4, Alphabet(), batch_size=4, seed="weights", generator_options={"hard_font_weight": 3}, workers=0
+    )[0][0]
+    assert not np.array_equal(uniform, weighted)  # Same seeds, another font list: other images.
+    with pytest.raises(ValueError, match="hard_font_weight"):
+        GeneratedBatches(4, Alphabet(), generator_options={"hard_font_weight": 0}, workers=0)
+
+
+def test_hard_font_weight_is_checked_by_train(captcha_folders, tmp_path):
+    train_dir, val_dir = captcha_folders
+    common = ["--val-dir", str(val_dir), "--output", str(tmp_path / "m.keras")]
+    with pytest.raises(SystemExit, match="--hard-font-weight must be at least 1"):
+        train.main(["--hard-font-weight", "0", *common])
+    with pytest.raises(SystemExit, match="does nothing for a training folder"):
+        train.main(["--hard-font-weight", "3", "--train-dir", str(train_dir), *common])
+    assert not (tmp_path / "m.keras").exists()
