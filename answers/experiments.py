@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 
 import models  # noqa: E402
 from data.alphabet import Alphabet  # noqa: E402
-from data.generate import _multicolor_generator, make_captcha  # noqa: E402
+from data.generate import GenerationRecorder, make_captcha  # noqa: E402
 from data.stream import GeneratedBatches  # noqa: E402
 from models.decoding import decode_codes  # noqa: E402
 from models.evaluation import evaluate_predictions  # noqa: E402
@@ -112,36 +112,6 @@ def read_result(name: str) -> dict:
 # ---------------------------------------------------------------------------------------------- data
 
 
-class GenerationRecorder:
-    """Records, while multicolorcaptcha draws, each character's font and its and the background's colour.
-
-    It wraps two methods of the generator instance and calls the originals, so
-    the random stream, and hence the image, is exactly the unrecorded one.
-    """
-
-    def __enter__(self):
-        self.generator = _multicolor_generator()
-        self.fonts, self.colours = [], []
-        original_font, original_colour = self.generator.gen_rand_font, self.generator.gen_rand_custom_contrast_color
-
-        def gen_rand_font(fonts_list):
-            font = original_font(fonts_list)
-            self.fonts.append(Path(font).stem)
-            return font
-
-        def gen_rand_custom_contrast_color(from_color):
-            colour = original_colour(from_color)
-            self.colours.append(((from_color.R, from_color.G, from_color.B), (colour.R, colour.G, colour.B)))
-            return colour
-
-        self.generator.gen_rand_font = gen_rand_font
-        self.generator.gen_rand_custom_contrast_color = gen_rand_custom_contrast_color
-        return self
-
-    def __exit__(self, *exc):
-        del self.generator.gen_rand_font, self.generator.gen_rand_custom_contrast_color
-
-
 def validation_set(count: int = VALIDATION_IMAGES) -> dict:
     """The first `count` images of the validation stream with their codes, fonts and colours (cached)."""
     cache = RUNS_DIR / f"validation_{count}.npz"
@@ -154,7 +124,7 @@ def validation_set(count: int = VALIDATION_IMAGES) -> dict:
             image, label = make_captcha(VALIDATION_SEED, index)
         images.append(np.asarray(image, dtype=np.uint8))
         codes.append(alphabet.encode(label))
-        fonts.append(recorder.fonts)
+        fonts.append([Path(font).stem for font in recorder.fonts])
         backgrounds.append(recorder.colours[0][0])
         digit_colours.append([digit for _, digit in recorder.colours])
     data = {

@@ -39,29 +39,16 @@ def draw_with_fonts(count: int, seed: str, captcha_generator=None):
     Returns:
         (uint8 images (count, 144, 256, 3), labels, fonts: one list of names per image).
     """
-    library = generate._multicolor_generator()
     captcha_generator = captcha_generator or generate.get_generator("multicolorcaptcha")
-    chosen = []
-    pick = library.gen_rand_font
-
-    def recording_pick(fonts):
-        path = pick(fonts)
-        chosen.append(generate.font_name(path))
-        return path
-
     images, labels, fonts = [], [], []
-    library.gen_rand_font = recording_pick
-    try:
-        for index in range(count):
-            chosen.clear()
+    for index in range(count):
+        with generate.GenerationRecorder() as recorder:
             image, label = generate.make_captcha(seed, index, captcha_generator)
-            if len(chosen) != len(label):
-                raise RuntimeError(f"Recorded {len(chosen)} fonts for the {len(label)} characters of image {index}")
-            images.append(np.asarray(image, dtype=np.uint8))
-            labels.append(label)
-            fonts.append(list(chosen))
-    finally:
-        library.gen_rand_font = pick
+        if len(recorder.fonts) != len(label):
+            raise RuntimeError(f"Recorded {len(recorder.fonts)} fonts for the {len(label)} characters of image {index}")
+        images.append(np.asarray(image, dtype=np.uint8))
+        labels.append(label)
+        fonts.append(recorder.fonts)
     return np.stack(images), labels, fonts
 
 
@@ -100,7 +87,7 @@ def main(argv=None) -> int:
     started = time.time()
     images, labels, fonts = draw_with_fonts(args.images, args.seed)
     codes = predict_codes(model, images, alphabet)
-    readings = ["".join(alphabet.characters[code] for code in row) for row in codes]
+    readings = [alphabet.decode(row) for row in codes]
     rows = font_accuracies(labels, readings, fonts)
     errors = sum(row["errors"] for row in rows)
     characters = sum(row["characters"] for row in rows)

@@ -80,6 +80,42 @@ def font_name(path: str) -> str:
     return Path(path).as_posix().split("/fonts/", 1)[-1]
 
 
+class GenerationRecorder:
+    """Records, while multicolorcaptcha draws, each character's font and its and the background's colour.
+
+        with GenerationRecorder() as recorder:
+            image, label = make_captcha(seed, index)
+        recorder.fonts    # one `font_name` per character
+        recorder.colours  # one (background RGB, character RGB) per character
+
+    It wraps two methods of the library's generator instance and calls the
+    originals, so the random stream, and hence the image, is exactly the
+    unrecorded one (whatever font list a `MulticolorCaptcha` hands it).
+    """
+
+    def __enter__(self):
+        self.generator = _multicolor_generator()
+        self.fonts, self.colours = [], []
+        original_font, original_colour = self.generator.gen_rand_font, self.generator.gen_rand_custom_contrast_color
+
+        def gen_rand_font(fonts_list):
+            font = original_font(fonts_list)
+            self.fonts.append(font_name(font))
+            return font
+
+        def gen_rand_custom_contrast_color(from_color):
+            colour = original_colour(from_color)
+            self.colours.append(((from_color.R, from_color.G, from_color.B), (colour.R, colour.G, colour.B)))
+            return colour
+
+        self.generator.gen_rand_font = gen_rand_font
+        self.generator.gen_rand_custom_contrast_color = gen_rand_custom_contrast_color
+        return self
+
+    def __exit__(self, *exc):
+        del self.generator.gen_rand_font, self.generator.gen_rand_custom_contrast_color
+
+
 class MulticolorCaptcha:
     """The assignment's generator: `multicolorcaptcha.CaptchaGenerator(0)`, four digits on 256x144.
 
