@@ -54,13 +54,15 @@ def _multicolor_generator():
     return _generator
 
 
-# The fonts (paths under multicolorcaptcha's fonts/ folder) the 12-epoch
-# cellnet reference model misread most on a first sample of 4,000 fresh
-# images: thin outlines, hairline scripts and dotted faces. On a second,
-# independent sample (`python -m bench.font_accuracy reference/reference.keras`,
-# bench/results/font_accuracy_reference_12epochs.json) nine of them are again
-# the nine worst of the 44 (70-91% per character), the tenth is 16th (95%),
-# the other 34 fonts read 93-99.8%, and the ten hold 59% of the misreads.
+# The ten fonts (paths under multicolorcaptcha's fonts/ folder) the 12-epoch
+# cellnet reference model (reference/stage1.keras) misreads most: thin
+# outlines, hairline scripts and dotted faces, 69-92% per character on 4,000
+# fresh images, 59% of its misreads (`python -m bench.font_accuracy
+# reference/stage1.keras --seed fontprobe`, the sample they were chosen on:
+# bench/results/font_accuracy_reference_12epochs_selection.json). On an
+# independent sample (the default seed, font_accuracy_reference_12epochs.json)
+# nine of them are again the nine worst of the 44 (70-91%), the tenth is 16th
+# (95%), the other 34 read 93-99.8%, and the ten hold 59% of the misreads.
 HARD_FONTS = (
     "GoogleFonts/ofl/monofett/Monofett.ttf",
     "GoogleFonts/ofl/dawningofanewday/DawningofaNewDay.ttf",

@@ -56,7 +56,7 @@ def test_train_draws_fresh_images_by_default(captcha_folders, tmp_path, capsys, 
     assert summary["train_images_per_second"] > 0
 
 
-def test_fresh_images_refuses_other_sources(captcha_folders, tmp_path):
+def test_fresh_image_options_are_checked(captcha_folders, tmp_path):
     train_dir, val_dir = captcha_folders
     common = ["--val-dir", str(val_dir), "--output", str(tmp_path / "m.keras")]
     with pytest.raises(SystemExit, match="--fresh-images must be positive"):
@@ -65,6 +65,10 @@ def test_fresh_images_refuses_other_sources(captcha_folders, tmp_path):
         train.main(["--fresh-images", "8", "--train-dir", str(train_dir), *common])
     with pytest.raises(SystemExit, match="not Alphabet"):
         train.main(["--fresh-images", "8", "--alphabet", "abc", "--length", "3", *common])
+    with pytest.raises(SystemExit, match="--hard-font-weight must be at least 1"):
+        train.main(["--hard-font-weight", "0", *common])
+    with pytest.raises(SystemExit, match="does nothing for a training folder"):
+        train.main(["--hard-font-weight", "3", "--train-dir", str(train_dir), *common])
     assert not (tmp_path / "m.keras").exists()
 
 
@@ -76,13 +80,3 @@ def test_generator_options_reach_the_generator():
     assert not np.array_equal(uniform, weighted)  # Same seeds, another font list: other images.
     with pytest.raises(ValueError, match="hard_font_weight"):
         GeneratedBatches(4, Alphabet(), generator_options={"hard_font_weight": 0}, workers=0)
-
-
-def test_hard_font_weight_is_checked_by_train(captcha_folders, tmp_path):
-    train_dir, val_dir = captcha_folders
-    common = ["--val-dir", str(val_dir), "--output", str(tmp_path / "m.keras")]
-    with pytest.raises(SystemExit, match="--hard-font-weight must be at least 1"):
-        train.main(["--hard-font-weight", "0", *common])
-    with pytest.raises(SystemExit, match="does nothing for a training folder"):
-        train.main(["--hard-font-weight", "3", "--train-dir", str(train_dir), *common])
-    assert not (tmp_path / "m.keras").exists()
