@@ -22,7 +22,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # Keep TensorFlow's start-up chatter out of the report.
 
-from data.alphabet import ALPHABET_PRESETS, Alphabet, alphabet_from_options  # noqa: E402
+from data.alphabet import Alphabet, add_fallback_alphabet_arguments, fallback_alphabet  # noqa: E402
 from data.dataset import describe_skipped, load_labelled_folder  # noqa: E402
 from data.split import SUBSETS, read_split, select  # noqa: E402
 from models.evaluation import (  # noqa: E402
@@ -46,19 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--subset", default="test", choices=SUBSETS, help="subset of --split-file to score (default: %(default)s)"
     )
-    parser.add_argument(
-        "--alphabet",
-        default=None,
-        help=f"for models that record no alphabet: a preset ({', '.join(ALPHABET_PRESETS)}) or the characters "
-        "(default: digits)",
-    )
-    parser.add_argument("--length", type=int, default=None, help="for models that record no alphabet (default: 4)")
-    parser.add_argument(
-        "--min-length",
-        type=int,
-        default=None,
-        help="for models that record no alphabet: the shortest label (default: --length, one length)",
-    )
+    add_fallback_alphabet_arguments(parser)
     parser.add_argument(
         "--threshold",
         type=float,
@@ -115,10 +103,7 @@ def main(argv=None) -> dict:
         sys.exit(2)
     try:
         model = load_model(args.model)
-        named = any(value is not None for value in (args.alphabet, args.length, args.min_length))
-        alphabet = model_alphabet(
-            model, alphabet_from_options(args.alphabet, args.length, args.min_length) if named else None
-        )
+        alphabet = model_alphabet(model, fallback_alphabet(args))
         data = load_labelled_folder(args.data, alphabet, labels_file=args.labels, strict=not args.skip_bad)
         if args.split_file:
             data = select(data, read_split(args.split_file)[args.subset])

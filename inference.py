@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # Keep TensorFlow's start-up
 
 import numpy as np  # noqa: E402
 
-from data.alphabet import ALPHABET_PRESETS, Alphabet, alphabet_from_options  # noqa: E402
+from data.alphabet import Alphabet, add_fallback_alphabet_arguments, fallback_alphabet  # noqa: E402
 from data.generate import IMAGE_SIZE, MULTICOLOR_ALPHABET, get_generator, make_captcha  # noqa: E402
 
 REFERENCE_MODEL = Path(__file__).resolve().parent / "reference" / "reference.keras"
@@ -52,18 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="read keys from standard input and print one line per CAPTCHA instead of opening a window "
         "(chosen by itself when no display is available)",
     )
-    parser.add_argument(
-        "--alphabet",
-        default=None,
-        help=f"for models that record no alphabet: a preset ({', '.join(ALPHABET_PRESETS)}) or the characters",
-    )
-    parser.add_argument("--length", type=int, default=None, help="for models that record no alphabet (default: 4)")
-    parser.add_argument(
-        "--min-length",
-        type=int,
-        default=None,
-        help="for models that record no alphabet: the shortest label (default: --length, one length)",
-    )
+    add_fallback_alphabet_arguments(parser)
     return parser
 
 
@@ -284,8 +273,7 @@ def main(argv=None) -> dict:
                 "--model PATH reads any .keras file of the kit, e.g. my_model.keras from `python train.py`."
             )
         model = load_model(model_path)
-        named = any(value is not None for value in (args.alphabet, args.length, args.min_length))
-        reader = Reader(model, alphabet_from_options(args.alphabet, args.length, args.min_length) if named else None)
+        reader = Reader(model, fallback_alphabet(args))
         generator = generator_for(reader.alphabet, reader.image_size)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

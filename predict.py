@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # Keep TensorFlow's start-up
 
 import numpy as np  # noqa: E402
 
-from data.alphabet import ALPHABET_PRESETS, Alphabet, alphabet_from_options  # noqa: E402
+from data.alphabet import Alphabet, add_fallback_alphabet_arguments, fallback_alphabet  # noqa: E402
 from data.dataset import decode_image  # noqa: E402
 from data.files import atomic_path  # noqa: E402
 from data.labels import list_image_files  # noqa: E402
@@ -33,18 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", default="predictions.csv", help="CSV file to write (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=256, help="images per prediction batch")
     parser.add_argument("--show", type=int, default=5, help="rows to print (default: %(default)s)")
-    parser.add_argument(
-        "--alphabet",
-        default=None,
-        help=f"for models that record no alphabet: a preset ({', '.join(ALPHABET_PRESETS)}) or the characters",
-    )
-    parser.add_argument("--length", type=int, default=None, help="for models that record no alphabet (default: 4)")
-    parser.add_argument(
-        "--min-length",
-        type=int,
-        default=None,
-        help="for models that record no alphabet: the shortest label (default: --length, one length)",
-    )
+    add_fallback_alphabet_arguments(parser)
     return parser
 
 
@@ -86,10 +75,7 @@ def main(argv=None) -> Path:
 
     try:
         model = load_model(args.model)
-        named = any(value is not None for value in (args.alphabet, args.length, args.min_length))
-        alphabet = model_alphabet(
-            model, alphabet_from_options(args.alphabet, args.length, args.min_length) if named else None
-        )
+        alphabet = model_alphabet(model, fallback_alphabet(args))
         rows = predict_folder(model, args.folder, alphabet, args.batch_size)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

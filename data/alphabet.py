@@ -54,6 +54,35 @@ def alphabet_from_options(
     return Alphabet(resolve_characters(alphabet or "digits"), 4 if length is None else length, min_length)
 
 
+def add_fallback_alphabet_arguments(parser) -> None:
+    """Adds `--alphabet`, `--length` and `--min-length` for reading models that record no alphabet.
+
+    Models built by the kit carry their alphabet (`models.layers.AlphabetTag`);
+    these options name it for older `.keras` files and foreign models.
+    `evaluate.py`, `predict.py` and `inference.py` share them.
+    """
+    parser.add_argument(
+        "--alphabet",
+        default=None,
+        help=f"for models that record no alphabet: a preset ({', '.join(ALPHABET_PRESETS)}) or the characters "
+        "(default: digits)",
+    )
+    parser.add_argument("--length", type=int, default=None, help="for models that record no alphabet (default: 4)")
+    parser.add_argument(
+        "--min-length",
+        type=int,
+        default=None,
+        help="for models that record no alphabet: the shortest label (default: --length, one length)",
+    )
+
+
+def fallback_alphabet(args) -> Alphabet | None:
+    """The `Alphabet` that the options of `add_fallback_alphabet_arguments` name, or None when none is given."""
+    if all(value is None for value in (args.alphabet, args.length, args.min_length)):
+        return None
+    return alphabet_from_options(args.alphabet, args.length, args.min_length)
+
+
 class Alphabet:
     """Characters a CAPTCHA may contain and how many of them a label has.
 

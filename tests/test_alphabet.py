@@ -1,7 +1,15 @@
+import argparse
+
 import numpy as np
 import pytest
 
-from data.alphabet import Alphabet, alphabet_from_options, resolve_characters
+from data.alphabet import (
+    Alphabet,
+    add_fallback_alphabet_arguments,
+    alphabet_from_options,
+    fallback_alphabet,
+    resolve_characters,
+)
 
 
 def test_encode_decode_round_trip():
@@ -38,6 +46,16 @@ def test_presets_and_literal_characters():
     assert alphabet_from_options("xyz", 2) == Alphabet("xyz", 2)
     with pytest.raises(ValueError, match="alphabet=''"):
         resolve_characters("")
+
+
+def test_fallback_alphabet_options():
+    parser = argparse.ArgumentParser()
+    add_fallback_alphabet_arguments(parser)
+    assert fallback_alphabet(parser.parse_args([])) is None  # The model's own alphabet decides.
+    assert fallback_alphabet(parser.parse_args(["--length", "5"])) == Alphabet("0123456789", 5)
+    assert fallback_alphabet(parser.parse_args(["--alphabet", "uppercase", "--length", "6", "--min-length", "4"])) == (
+        Alphabet("ABCDEFGHIJKLMNOPQRSTUVWXYZ", 6, 4)
+    )
 
 
 def test_decode_skips_missing_characters():
