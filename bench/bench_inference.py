@@ -36,6 +36,17 @@ BATCHED_TARGET_IMAGES_PER_SECOND = 2000.0
 PREPROCESSING_END = "foreground"  # Last weightless preprocessing layer of models.blocks.preprocess.
 
 
+def machine() -> str:
+    """The machine and software versions the speeds were measured with."""
+    import keras
+    import tensorflow as tf
+
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
+    )
+
+
 def time_calls(function, calls: int, warmup: int = 10) -> np.ndarray:
     """Seconds of each of `calls` calls of `function()`, after `warmup` untimed ones."""
     for _ in range(warmup):
@@ -100,7 +111,6 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     import keras
-    import tensorflow as tf
 
     from inference import generator_for
     from models.inference import Reader
@@ -146,8 +156,7 @@ def main(argv=None) -> dict:
     result = {
         "benchmark": "inference speed on the CPU (models.inference.Reader, the path of inference.py)",
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}",
+        "machine": machine(),
         "command": "python -m bench.bench_inference" + (f" --model {args.model}" if args.model else ""),
         "model": description,
         "model_name": model.name,

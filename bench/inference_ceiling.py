@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -37,7 +36,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # The CPU is what is measured
 
 import numpy as np  # noqa: E402
 
-from bench.bench_inference import BATCHED_TARGET_IMAGES_PER_SECOND, PREPROCESSING_END, throughput  # noqa: E402
+from bench.bench_inference import BATCHED_TARGET_IMAGES_PER_SECOND, PREPROCESSING_END, machine, throughput  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY / "bench" / "results"
@@ -127,7 +126,6 @@ def main(argv=None) -> dict:
         parser.error(f"--batch-size must be positive. Received: {args.batch_size}")
 
     import keras
-    import tensorflow as tf
 
     from data.generate import make_captcha
     from inference import generator_for
@@ -182,8 +180,7 @@ def main(argv=None) -> dict:
     result = {
         "benchmark": "ceiling of batched cellnet inference on the CPU",
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}",
+        "machine": machine(),
         "command": "python -m bench.inference_ceiling" + (f" --model {args.model}" if args.model else ""),
         "model": str(path),
         "parameters": int(model.count_params()),
