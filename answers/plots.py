@@ -145,7 +145,7 @@ def error_log_figure() -> Path:
         curves.append(("32k new/epoch: validation", fresh["epochs"], fresh["val"], "s-"))
     reference = reference_history()
     if reference:
-        label = "reference (40k new x 12, then 48k x 16): validation"
+        label = "reference (40k new x 12, then 48k x 16, then 48k x 24): validation"
         curves.append((label, reference["epochs"], reference["val"], "^-"))
     for label, epochs, accuracy, style in curves:
         axes[0].semilogy(epochs, 1 - np.array(accuracy), style, label=label)

@@ -39,6 +39,7 @@ SPEED_RUN = "bench/results/train_cellnet.json"  # The default recipe: its images
 RUNS = (
     ("default: 32,000 new x 10", ("bench/results/train_cellnet.json",)),
     ("hard fonts x3: 32,000 new x 10", ("bench/results/train_cellnet_hardfonts3.json",)),
+    ("dropout 0: 32,000 new x 10", ("bench/results/train_cellnet_dropout0.json",)),
     ("reference stage 1: 40,000 new x 12", ("reference/stage1.json",)),
     ("reference stage 2: + 48,000 new x 16", ("reference/stage1.json", "reference/stage2.json")),
     (
@@ -162,12 +163,12 @@ def plot(result: dict, path: Path) -> Path:
             f"target {fit['target']:.0%}", (span[0], 1 - fit["target"]), color=colour, fontsize=8, va="bottom"
         )
     for index, point in enumerate(points):  # The label's part before the colon, beside the per-digit point.
-        below = any(other["images"] == point["images"] for other in points[:index])  # Two runs of one length.
+        earlier = sum(other["images"] == point["images"] for other in points[:index])  # Runs of one length stack.
         axis.annotate(
             point["run"].split(":")[0],
             (point["images"], 1 - point["per digit"]),
             fontsize=7,
-            xytext=(4, -10 if below else 4),
+            xytext=(4, 4 - 10 * earlier),
             textcoords="offset points",
         )
     axis.set_xlabel("training images seen (all new)")
