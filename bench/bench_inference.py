@@ -97,6 +97,25 @@ def load_or_build(path: str | None):
     )
 
 
+def sample_captchas(reader, count: int = 32) -> np.ndarray:
+    """`count` fixed CAPTCHAs of the kind the reader's model reads (uint8), the images both benchmarks time."""
+    from data.generate import make_captcha
+    from inference import generator_for
+
+    generator = generator_for(reader.alphabet, reader.image_size)
+    return np.stack([np.asarray(make_captcha("bench/inference", index, generator)[0]) for index in range(count)])
+
+
+def write_result(result: dict, path: Path) -> Path:
+    """Writes a benchmark's JSON atomically."""
+    from data.files import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="a .keras file (default: the reference model, else cellnet)")
@@ -112,16 +131,12 @@ def main(argv=None) -> dict:
 
     import keras
 
-    from inference import generator_for
     from models.inference import Reader
 
     load_before = os.getloadavg()
     model, description = load_or_build(args.model)
     reader = Reader(model)
-    generator = generator_for(reader.alphabet, reader.image_size)
-    from data.generate import make_captcha
-
-    captchas = np.stack([np.asarray(make_captcha("bench/inference", index, generator)[0]) for index in range(32)])
+    captchas = sample_captchas(reader)
     batch_sizes = [int(size) for size in args.batch_sizes.split(",")]
 
     single_read = time_calls(lambda: reader.read_one(captchas[0]), args.calls)
@@ -180,9 +195,7 @@ def main(argv=None) -> dict:
             "best_batched": best,
         },
     }
-    path = Path(args.output) if args.output else RESULTS / f"inference_{model.name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = write_result(result, Path(args.output) if args.output else RESULTS / f"inference_{model.name}.json")
     print_table(result)
     print(f"\nWritten: {path}")
     return result

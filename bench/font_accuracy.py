@@ -8,7 +8,9 @@ multicolorcaptcha draws every character in a font picked uniformly from the
 choice, as in capts_val/), records the font of every character, reads them
 with the model and reports the accuracy per font, worst first. It is the
 measurement behind `data.generate.HARD_FONTS`, the fonts that
-`train.py --hard-font-weight` shows a model more often. Writes
+`train.py --hard-font-weight` shows a model more often, and it sums those
+ten fonts and the others apart (`hard_fonts`, `other_fonts`: accuracy and
+share of the errors), to show what a training change did to each. Writes
 bench/results/font_accuracy_<model>.json (or `--output`) and prints a table.
 """
 
@@ -72,6 +74,30 @@ def font_accuracies(labels, readings, fonts) -> list[dict]:
     return sorted(rows, key=lambda row: (row["accuracy"], row["font"]))
 
 
+def font_groups(rows: list[dict], hard_fonts=generate.HARD_FONTS) -> dict:
+    """Characters, accuracy and share of all errors of the hard fonts together and of the other fonts together.
+
+    Args:
+        rows: `font_accuracies` rows.
+        hard_fonts: The fonts of the first group (default: `data.generate.HARD_FONTS`).
+    """
+    errors = sum(row["errors"] for row in rows)
+    groups = {}
+    for name, members in (
+        ("hard_fonts", [row for row in rows if row["font"] in hard_fonts]),
+        ("other_fonts", [row for row in rows if row["font"] not in hard_fonts]),
+    ):
+        characters = sum(row["characters"] for row in members)
+        wrong = sum(row["errors"] for row in members)
+        groups[name] = {
+            "fonts": len(members),
+            "characters": characters,
+            "accuracy": round(1 - wrong / characters, 4) if characters else None,
+            "share_of_errors": round(wrong / errors, 4) if errors else 0.0,
+        }
+    return groups
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a .keras file that reads four-digit multicolorcaptcha images")
@@ -100,6 +126,7 @@ def main(argv=None) -> int:
         "characters": characters,
         "accuracy": round(1 - errors / characters, 4),
         "seconds": round(time.time() - started, 1),
+        **font_groups(rows),
         "fonts": rows,
     }
     output = Path(args.output) if args.output else RESULTS / f"font_accuracy_{Path(args.model).stem}.json"
@@ -111,6 +138,12 @@ def main(argv=None) -> int:
     for row in rows:
         share = row["errors"] / errors if errors else 0.0
         print(f"{row['accuracy']:8.3f}  {row['characters']:5d}  {share:15.1%}  {row['font']}")
+    for name in ("hard_fonts", "other_fonts"):
+        group = result[name]
+        print(
+            f"{name.replace('_', ' ')} ({group['fonts']}): accuracy {group['accuracy']:.4f} over "
+            f"{group['characters']} characters, {group['share_of_errors']:.1%} of the errors"
+        )
     print(f"{characters} characters, accuracy {result['accuracy']:.4f}; written to {output}")
     return 0
 

@@ -36,10 +36,17 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # The CPU is what is measured
 
 import numpy as np  # noqa: E402
 
-from bench.bench_inference import BATCHED_TARGET_IMAGES_PER_SECOND, PREPROCESSING_END, machine, throughput  # noqa: E402
+from bench.bench_inference import (  # noqa: E402
+    BATCHED_TARGET_IMAGES_PER_SECOND,
+    PREPROCESSING_END,
+    load_or_build,
+    machine,
+    sample_captchas,
+    throughput,
+    write_result,
+)
 
-REPOSITORY = Path(__file__).resolve().parent.parent
-RESULTS = REPOSITORY / "bench" / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 CELL_READER = "read_cells"  # The TimeDistributed cell reader of models.cellnet.
 
 
@@ -115,7 +122,9 @@ def rebuild_in_bfloat16(model):
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="a .keras cellnet (default: reference/reference.keras)")
+    parser.add_argument(
+        "--model", default=None, help="a .keras cellnet (default: the reference model, else an untrained cellnet)"
+    )
     parser.add_argument("--batch-size", type=int, default=128, help="images per batch (default: %(default)s)")
     parser.add_argument(
         "--seconds", type=float, default=5.0, help="time spent per variant, at least (default: %(default)s)"
@@ -127,18 +136,15 @@ def main(argv=None) -> dict:
 
     import keras
 
-    from data.generate import make_captcha
-    from inference import generator_for
     from models.inference import Reader
-    from models.io import load_model
 
-    path = Path(args.model) if args.model else REPOSITORY / "reference" / "reference.keras"
-    model = load_model(path)
+    model, description = load_or_build(args.model)
     if PREPROCESSING_END not in [layer.name for layer in model.layers]:
-        raise SystemExit(f"error: {path} has no {PREPROCESSING_END!r} layer; this probe measures cellnet-like models")
+        raise SystemExit(
+            f"error: {description} has no {PREPROCESSING_END!r} layer; this probe measures cellnet-like models"
+        )
     reader = Reader(model)
-    generator = generator_for(reader.alphabet, reader.image_size)
-    captchas = np.stack([np.asarray(make_captcha("bench/inference", index, generator)[0]) for index in range(32)])
+    captchas = sample_captchas(reader)
     batch = captchas[np.arange(args.batch_size) % len(captchas)]
 
     preprocessing = keras.Model(model.inputs, model.get_layer(PREPROCESSING_END).output)
@@ -182,16 +188,14 @@ def main(argv=None) -> dict:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": machine(),
         "command": "python -m bench.inference_ceiling" + (f" --model {args.model}" if args.model else ""),
-        "model": str(path),
+        "model": description,
         "parameters": int(model.count_params()),
         "multiply_accumulates_per_image": macs,
         "batch_size": args.batch_size,
         "variants": rows,
         "target_images_per_second": BATCHED_TARGET_IMAGES_PER_SECOND,
     }
-    output = Path(args.output) if args.output else RESULTS / "inference_ceiling.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
+    output = write_result(result, Path(args.output) if args.output else RESULTS / "inference_ceiling.json")
     print_table(result)
     print(f"\nWritten: {output}")
     return result

@@ -39,6 +39,11 @@ def test_font_accuracies_are_counted_per_font_worst_first():
         {"font": "a", "characters": 4, "accuracy": 1.0, "errors": 0},
         {"font": "c", "characters": 1, "accuracy": 1.0, "errors": 0},
     ]
+    groups = font_accuracy.font_groups(rows, hard_fonts=("b",))
+    assert groups == {
+        "hard_fonts": {"fonts": 1, "characters": 3, "accuracy": 0.6667, "share_of_errors": 1.0},
+        "other_fonts": {"fonts": 2, "characters": 5, "accuracy": 1.0, "share_of_errors": 0.0},
+    }
 
 
 def test_main_writes_the_table(tmp_path, capsys):
@@ -48,6 +53,7 @@ def test_main_writes_the_table(tmp_path, capsys):
     result = json.loads(output.read_text())
     assert result["images"] == 4 and result["characters"] == 16
     assert sum(row["characters"] for row in result["fonts"]) == 16
+    assert result["hard_fonts"]["characters"] + result["other_fonts"]["characters"] == 16
     accuracies = [row["accuracy"] for row in result["fonts"]]
     assert accuracies == sorted(accuracies)
     assert "written to" in capsys.readouterr().out

@@ -34,6 +34,8 @@ def test_probe_writes_every_variant(tmp_path):
     result = main(["--model", str(path), "--batch-size", "4", "--seconds", "0.01", "--output", str(output)])
     assert json.loads(output.read_text()) == result
     variants = {row["variant"]: row for row in result["variants"]}
-    assert len(variants) == 4 and variants["whole model"]["largest_score_difference"] == 0
+    assert len(variants) == 4
+    # Cutting the model after its preprocessing and feeding the cut-off outputs back must read the same.
+    assert variants["network alone (preprocessing free)"]["largest_score_difference"] < 1e-5
     assert variants["cells folded into the batch"]["largest_score_difference"] < 1e-5
     assert all(row["images_per_second"] > 0 and row["gflop_per_second"] > 0 for row in variants.values())
