@@ -36,29 +36,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--port", type=int, default=8000, help="TCP port; 0 picks a free one (default: %(default)s)")
     group.add_argument(
-        "--cors", default=None, metavar="ORIGIN", help="the one origin (e.g. http://localhost:3000) whose pages may "
-        "call the API (default: none)",
+        "--cors",
+        default=None,
+        metavar="ORIGIN",
+        help="the one origin (e.g. http://localhost:3000) whose pages may call the API (default: none)",
     )
     group = parser.add_argument_group("batching")
     group.add_argument(
-        "--max-batch", type=int, default=64, help="most images in one model call; 1 turns batching off "
-        "(default: %(default)s)",
+        "--max-batch",
+        type=int,
+        default=64,
+        help="most images in one model call; 1 turns batching off (default: %(default)s)",
     )
     group.add_argument(
-        "--max-wait-ms", type=float, default=2.0, help="how long an image may wait for others to share its model "
-        "call (default: %(default)s)",
+        "--max-wait-ms",
+        type=float,
+        default=2.0,
+        help="how long an image may wait for others to share its model call (default: %(default)s)",
     )
     group.add_argument(
-        "--max-queue", type=int, default=256, help="most images waiting for the model; more are answered 503 "
-        "with Retry-After (default: %(default)s)",
+        "--max-queue",
+        type=int,
+        default=256,
+        help="most images waiting for the model; more are answered 503 with Retry-After (default: %(default)s)",
     )
     group = parser.add_argument_group("limits")
     group.add_argument(
-        "--max-bytes", type=int, default=2 * 1024 * 1024, help="largest request body; larger get 413 "
-        "(default: %(default)s, 2 MB)",
+        "--max-bytes",
+        type=int,
+        default=2 * 1024 * 1024,
+        help="largest request body; larger get 413 (default: %(default)s, 2 MB)",
     )
     group.add_argument(
-        "--max-pixels", type=int, default=MAX_PIXELS, help="largest decoded image, width x height; larger get 400 "
+        "--max-pixels",
+        type=int,
+        default=MAX_PIXELS,
+        help="largest decoded image, width x height; larger get 400 "
         "as possible decompression bombs (default: %(default)s)",
     )
     return parser
@@ -114,6 +127,7 @@ def main(argv=None) -> dict:
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((args.host, args.port))
+        listener.listen(2048)  # From here connections wait in the backlog until uvicorn takes them.
     except OSError as error:
         parser.exit(2, f"error: cannot listen on {args.host}:{args.port}: {error.strerror}\n")
     port = listener.getsockname()[1]

@@ -33,7 +33,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from serving.batching import Batcher, QueueFull
+from serving.batching import Batcher, QueueFullError
 from serving.captchas import CaptchaSource
 from serving.images import MAX_PIXELS, ImageError, decode_image
 from serving.uploads import UploadError, images_in_body, read_body
@@ -197,8 +197,8 @@ def create_app(settings: ServiceSettings, reader=None) -> FastAPI:
     async def refused(request: Request, error: UploadError | ImageError):
         return JSONResponse({"detail": str(error)}, status_code=error.status)
 
-    @app.exception_handler(QueueFull)
-    async def busy(request: Request, error: QueueFull):
+    @app.exception_handler(QueueFullError)
+    async def busy(request: Request, error: QueueFullError):
         return JSONResponse(
             {"detail": f"Busy: {error} Retry in {RETRY_AFTER_SECONDS} s."},
             status_code=503,

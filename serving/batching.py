@@ -11,7 +11,7 @@ more up to `max_wait_ms` after the first one arrived. Under load images pile
 up while the model runs, so batches grow by themselves; one client alone pays
 at most `max_wait_ms`. The model is called through `Reader.read`, the kit's
 one prediction path (uint8 input, `models.decoding`). At most `max_queue`
-images wait: past that `read` raises `QueueFull` (the service answers 503
+images wait: past that `read` raises `QueueFullError` (the service answers 503
 with Retry-After) rather than letting memory grow without bound.
 """
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-class QueueFull(RuntimeError):
+class QueueFullError(RuntimeError):
     """More images wait than the batcher accepts; try again shortly."""
 
 
@@ -92,7 +92,7 @@ class Batcher:
             One `models.inference.Reading` per image, in order.
 
         Raises:
-            QueueFull: Taking them would leave more than `max_queue` images waiting.
+            QueueFullError: Taking them would leave more than `max_queue` images waiting.
             RuntimeError: The batcher is not running.
         """
         loop = asyncio.get_running_loop()
@@ -101,7 +101,7 @@ class Batcher:
             if self._thread is None or self._stopping:
                 raise RuntimeError("The batcher is not running.")
             if len(self._waiting) + len(waiting) > self.max_queue:
-                raise QueueFull(f"{len(self._waiting)} images wait already; at most {self.max_queue} may wait.")
+                raise QueueFullError(f"{len(self._waiting)} images wait already; at most {self.max_queue} may wait.")
             self._waiting.extend(waiting)
             self._condition.notify()
         return list(await asyncio.gather(*(item.future for item in waiting)))

@@ -80,9 +80,11 @@ def decode_image(data: bytes, input_shape, max_pixels: int = MAX_PIXELS) -> tupl
         raise ImageError(f"Broken {image.format} image (truncated or corrupt): {error}", 400) from error
     notes = []
     if _has_transparency(image):
-        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, image.convert("RGBA"))
-        notes.append("transparent pixels composited onto white")
+        image = image.convert("RGBA")
+        if image.getchannel("A").getextrema()[0] < 255:  # Opaque RGBA (multicolorcaptcha's own) needs nothing.
+            white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, image)
+            notes.append("transparent pixels composited onto white")
     height_wanted, width_wanted, channels = input_shape
     image = image.convert("L" if channels == 1 else "RGB")
     size = (width_wanted or width, height_wanted or height)

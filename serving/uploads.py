@@ -67,7 +67,9 @@ def images_in_body(body: bytes, content_type: str | None, max_images: int) -> li
     if media_type != "multipart/form-data":
         images = [body]
     else:
-        images = [data for name, filename, data in parse_multipart(body, content_type) if _is_image_part(name, filename)]
+        images = [
+            data for name, filename, data in parse_multipart(body, content_type) if _is_image_part(name, filename)
+        ]
         if not images:
             raise UploadError(
                 f"The form holds no file; send the image as a file field (e.g. curl -F file=@captcha.png), "

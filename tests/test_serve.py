@@ -18,7 +18,7 @@ import serve
 from models.inference import Reader
 from models.io import load_model, save_model
 from serving.app import ServiceSettings, create_app
-from serving.batching import Batcher, QueueFull
+from serving.batching import Batcher, QueueFullError
 from serving.images import ImageError, decode_image
 from serving.uploads import parse_multipart
 
@@ -211,6 +211,8 @@ def test_transparent_images_are_composited_onto_white():
     palette.info["transparency"] = 0
     array, note = decode_image(png_bytes(palette), IMAGE_SHAPE)
     assert (array == 255).all() and note
+    opaque, note = decode_image(png_bytes(Image.new("RGBA", (256, 144), (0, 0, 0, 255))), IMAGE_SHAPE)
+    assert note is None and (opaque == 0).all()  # multicolorcaptcha's images are RGBA, all opaque
     jpeg, note = decode_image(png_bytes(Image.new("RGB", (256, 144), (9, 9, 9)), "JPEG"), IMAGE_SHAPE)
     assert note is None and jpeg.dtype == np.uint8 and abs(int(jpeg[0, 0, 0]) - 9) <= 2
 
@@ -345,7 +347,7 @@ def test_batcher_refuses_past_its_queue_and_when_stopped(reader):
         asyncio.run(batcher.read([image]))
     batcher.start()
     try:
-        with pytest.raises(QueueFull):
+        with pytest.raises(QueueFullError):
             asyncio.run(batcher.read([image] * 3))
         assert len(asyncio.run(batcher.read([image] * 2))) == 2
     finally:
