@@ -1,160 +1,121 @@
-"""Grades every submission of a folder: runs its train.py, loads my_model.keras safely, scores it on capts_val/.
+"""Grades a class: runs every submission's train.py in a sandbox, scores its my_model.keras on capts_val/.
 
     python grade.py submissions/                          # train each (30 min limit), grade, write grades.csv
+    python grade.py submissions/ --jobs 4 --cores 2       # four at once, two CPUs each
+    python grade.py submissions/ --scheduler tcp://host:8786   # on a Dask cluster (see grading/distributed.py)
     python grade.py submissions/ --train never            # grade the my_model.keras files already there
-    python grade.py submissions/ --input-scale raw --output results/grades.csv
 
-Each sub-folder of SUBMISSIONS is one submission. Its train.py runs with the
-submission as working directory and the course's capts_train/ and capts_val/
-linked into it; the model it saves is loaded with Keras safe mode (a Lambda
-layer's Python code is refused, never run) and fed capts_val/ in the shape,
-channels and scale it declares. grades.csv gets one row per submission:
-status, per-digit accuracies, whole-CAPTCHA accuracy, PASS/FAIL, training
-seconds, the preprocessing used and the error if any. Statuses: graded,
-no_train_script, crashed, timed_out, missing_model, unloadable_model,
-unsafe_model, wrong_input_shape, wrong_output_shape, prediction_failed.
-
-train.py is untrusted code and runs unsandboxed: grade inside a container or
-as an unprivileged user.
+Each sub-folder of SUBMISSIONS is one submission. Its train.py runs on a copy
+of the folder under bubblewrap: no network, its own processes only (all
+ended with it), the system and the course's capts_train/ and capts_val/
+read-only, limits on time, memory, file size and processes. The validation
+images are decoded into the grader's own copy first, and checked unchanged
+at the end. The model file is size-checked, loaded in Keras safe mode (a
+Lambda layer's code is refused, never run) in a process of its own, and fed
+capts_val/ in the shape, channels and scale it declares. Statuses: graded,
+no_train_script, crashed, timed_out, missing_model, oversized_model,
+unloadable_model, unsafe_model, wrong_input_shape, wrong_output_shape,
+prediction_failed, worker_lost, grader_error. Run again on the same
+--output to keep the finished rows and grade the rest (--regrade: all).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
-from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # Keep TensorFlow's start-up chatter out of the report.
-
-from data.alphabet import Alphabet  # noqa: E402
-from data.dataset import describe_skipped, load_labelled_folder  # noqa: E402
-from grading.grades import (  # noqa: E402
-    TRAIN_MODES,
-    GradingOptions,
-    format_summary,
-    grade_all,
-    list_submissions,
-    write_options,
-)
-from grading.inputs import SCALES  # noqa: E402
-from grading.runner import DEFAULT_TIME_LIMIT  # noqa: E402
-from models.evaluation import PASS_THRESHOLD  # noqa: E402
+from data.assignment import PASS_THRESHOLD
+from grading.grades import TRAIN_MODES
+from grading.inputs import SCALES
+from grading.runner import DEFAULT_TIME_LIMIT
+from grading.sandbox import SANDBOX_KINDS
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("submissions", help="folder holding one sub-folder per submission")
-    parser.add_argument("--output", default="grades.csv", help="the grades table (default: %(default)s)")
+    parser.add_argument("--output", default="grades.csv", help="the grades table; grades.json, grades.html beside it")
+    parser.add_argument("--regrade", action="store_true", help="grade every submission again, not only missing rows")
     group = parser.add_argument_group("training")
     group.add_argument(
         "--train",
         choices=TRAIN_MODES,
         default="always",
-        help="run each train.py: always (default), only when the model file is missing, or never",
+        help="run each train.py: always, only when the model file is missing, or never (default: %(default)s)",
     )
     group.add_argument(
-        "--time-limit",
-        type=float,
-        default=DEFAULT_TIME_LIMIT,
-        help="seconds each train.py may run before it is stopped (default: %(default)s)",
+        "--time-limit", type=float, default=DEFAULT_TIME_LIMIT, help="seconds per train.py (default: %(default)s)"
     )
     group.add_argument("--python", default=sys.executable, help="interpreter for train.py (default: this one)")
+    group = parser.add_argument_group("sandbox and machines")
+    group.add_argument(
+        "--sandbox",
+        choices=SANDBOX_KINDS,
+        default="bwrap",
+        help="bwrap (default), or none: run student code with your own rights (unsafe)",
+    )
+    group.add_argument("--memory-limit", default="8G", help="memory of each run (default: %(default)s)")
+    group.add_argument("--file-size-limit", default="2G", help="largest file a run may write (default: %(default)s)")
+    group.add_argument("--process-limit", type=int, default=512, help="processes per run (default: %(default)s)")
+    group.add_argument("--cores", type=int, default=None, help="CPUs per run (default: all of them)")
+    group.add_argument("--jobs", type=int, default=None, help="submissions at once (default: CPUs / --cores)")
+    group.add_argument("--scheduler", default=None, metavar="ADDRESS", help="grade on this Dask scheduler's workers")
     group = parser.add_argument_group("data")
     group.add_argument("--train-dir", default="capts_train", help="course training images (default: %(default)s)")
     group.add_argument("--val-dir", default="capts_val", help="course validation images (default: %(default)s)")
     group.add_argument("--labels", default=None, help="optional 'FILENAME LABEL' file for --val-dir")
-    group.add_argument(
-        "--strict-data",
-        action="store_true",
-        help="stop at the first unusable validation image instead of skipping and counting it",
-    )
+    group.add_argument("--strict-data", action="store_true", help="stop at an unusable validation image")
     group = parser.add_argument_group("scoring")
     group.add_argument("--model-file", default="my_model.keras", help="model file of each submission")
+    group.add_argument("--max-model-size", default="2G", help="largest model file, uncompressed (default: %(default)s)")
     group.add_argument(
         "--input-scale",
         choices=SCALES,
         default="auto",
-        help="pixel values fed to the models: auto (0-255 to a model with a Rescaling or Normalization layer, "
-        "else [0, 1]), unit ([0, 1]) or raw (0-255) (default: %(default)s)",
+        help="pixel values fed to the models: auto "
+        "(0-255 to a model with a Rescaling or Normalization layer, else [0, 1]), unit or raw",
     )
     group.add_argument(
         "--input-scale-for",
         action="append",
         default=[],
         metavar="SUBMISSION=SCALE",
-        help="the scale for one submission (e.g. alice=raw), overriding --input-scale; repeat for others",
+        help="the scale for one submission (e.g. alice=raw); repeat for others",
     )
     group.add_argument(
-        "--threshold",
-        type=float,
-        default=PASS_THRESHOLD,
-        help="accuracy every digit must reach to pass (default: %(default)s)",
+        "--threshold", type=float, default=PASS_THRESHOLD, help="accuracy every digit must reach to pass"
     )
     group.add_argument("--batch-size", type=int, default=256, help="images per prediction batch")
     return parser
 
 
-def parse_input_scales(pairs: list[str]) -> dict[str, str]:
-    """{submission: scale} from `--input-scale-for NAME=SCALE` values."""
-    scales = {}
-    for pair in pairs:
-        name, _, scale = pair.partition("=")
-        if not name or scale not in SCALES:
-            sys.exit(f"error: --input-scale-for takes SUBMISSION=SCALE with SCALE one of {SCALES}. Received: {pair}")
-        scales[name] = scale
-    return scales
-
-
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
-    if not 0 <= args.threshold <= 1 or args.time_limit <= 0 or args.batch_size < 1:
-        sys.exit("error: --threshold must lie in [0, 1], --time-limit and --batch-size must be positive.")
-    output = Path(args.output)
-    input_scales = parse_input_scales(args.input_scale_for)
-    alphabet = Alphabet()
+    from grading.grades import format_summary
+    from grading.sandbox import SandboxUnavailableError
+    from grading.session import grade_folder
+
+    if args.sandbox == "none":
+        print("warning: --sandbox none: student code runs with your rights, network and files.", file=sys.stderr)
     try:
-        submissions = list_submissions(args.submissions)
-        data_folders = {"capts_train": Path(args.train_dir), "capts_val": Path(args.val_dir)}
-        if args.train != "never":
-            for name, folder in data_folders.items():
-                if not folder.is_dir():
-                    raise FileNotFoundError(f"Course folder for {name}/ not found: {folder} (--train-dir, --val-dir)")
-        val = load_labelled_folder(args.val_dir, alphabet, labels_file=args.labels, strict=args.strict_data)
-    except (FileNotFoundError, ValueError) as error:
+        result = grade_folder(args, announce=lambda line: print(line, flush=True))
+    except (FileNotFoundError, ValueError, SandboxUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    if val.skipped:
-        print(describe_skipped(val, args.val_dir), flush=True)
-    print(f"Grading {len(submissions)} submissions on {len(val)} images of {args.val_dir}/", flush=True)
-
-    options = GradingOptions(
-        train=args.train,
-        time_limit=args.time_limit,
-        data_folders={name: folder.resolve() for name, folder in data_folders.items()},
-        model_file=args.model_file,
-        input_scale=args.input_scale,
-        input_scales=input_scales,
-        threshold=args.threshold,
-        batch_size=args.batch_size,
-        python=args.python,
-        logs=output.with_name(f"{output.stem}_logs"),
-    )
-    started = time.time()
-    try:
-        rows = grade_all(submissions, val, alphabet, options, output)
     except KeyboardInterrupt:
-        sys.exit(f"\nInterrupted: {output} holds the submissions graded before the one in progress.")
-    write_options(
-        options,
-        output.with_suffix(".json"),
-        {"submissions": str(args.submissions), "val_images": len(val), "skipped_val_images": len(val.skipped)},
-    )
+        print(f"\nInterrupted: {args.output} holds the finished rows; run again to grade the rest.", file=sys.stderr)
+        sys.exit(130)
     print()
-    print(format_summary(rows))
-    print(f"Grades: {output}, training logs: {options.logs}/ ({time.time() - started:.0f}s)")
-    return {"rows": rows, "output": output, "val_images": len(val), "skipped_val_images": len(val.skipped)}
+    print(format_summary(result["rows"]))
+    print(
+        f"Grades: {result['output']}, summary: {result['report']}, logs: {result['logs']}/ ({result['seconds']:.0f}s)"
+    )
+    if not result["images_intact"]:
+        print("error: the grader's copy of the validation images changed during grading; grades void.", file=sys.stderr)
+        sys.exit(1)
+    if not result["val_dir_unchanged"]:
+        print(f"warning: files in {args.val_dir}/ changed during grading (graded on the copy made before).")
+    return result
 
 
 if __name__ == "__main__":

@@ -74,12 +74,14 @@ def position_scores(outputs, alphabet: Alphabet) -> np.ndarray:
     """Brings the common per-position output layouts to one array of shape (images, length, classes).
 
     Accepted layouts: the kit's (images, length, classes); a list of `length`
-    arrays of (images, classes), one per character head; a flat
-    (images, length * classes).
+    arrays of (images, classes), one per character head (a dict of them is
+    taken in the model's own order, the order Keras returns it in, never
+    sorted by name: heads "one".."four" sort as four, one, three, two); a
+    flat (images, length * classes).
     """
     length, classes = alphabet.length, alphabet.num_classes
     if isinstance(outputs, dict):
-        outputs = [outputs[key] for key in sorted(outputs)]
+        outputs = list(outputs.values())
     if isinstance(outputs, (list, tuple)):
         arrays = [np.asarray(output) for output in outputs]
         if len(arrays) == 1:

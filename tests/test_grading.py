@@ -25,10 +25,12 @@ CHECK_DATA_THEN_COPY = (
     '    return len([name for name in os.listdir(folder) if name.endswith(".png")])\n'
     'print("saw", count("capts_train"), "training images and", count("capts_val"), "validation images")\n' + COPY_MODEL
 )
+SLOW_MARKER = "captcha-kit-test-slow-child"
 SLOW = (
-    "import os, subprocess, time\n"
-    'child = subprocess.Popen(["sleep", "120"])\n'
-    'open("pids.txt", "w").write(f"{os.getpid()} {child.pid}")\n'
+    "import signal, subprocess, sys, time\n"
+    f'child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "{SLOW_MARKER}"],'
+    " start_new_session=True)\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
     "time.sleep(120)\n"
 )
 
@@ -56,13 +58,19 @@ def lambda_reader(marker: Path) -> keras.Model:
     return keras.Model(inputs, outputs)
 
 
-def is_running(pid: int) -> bool:
-    """True while process `pid` exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state not in ("Z", "X")
+def processes_with(marker: str) -> list[int]:
+    """Live (not zombie) processes whose command line holds `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if marker.encode() in (entry / "cmdline").read_bytes() and state not in ("Z", "X"):
+                found.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return found
 
 
 def make_submission(root: Path, name: str, train_source: str | None, model: keras.Model | None = None) -> Path:
@@ -124,6 +132,8 @@ def test_grading_run_over_made_up_submissions(submissions, captcha_folders, tmp_
             "4",
             "--threshold",
             str(threshold),
+            "--jobs",
+            "2",
         ]
     )
     printed = capsys.readouterr().out
@@ -167,16 +177,16 @@ def test_grading_run_over_made_up_submissions(submissions, captcha_folders, tmp_
         if grades[name]["status"] != "graded"
     )
 
-    # The slow run and the process it started were stopped.
-    for pid in map(int, (root / "too_slow" / "pids.txt").read_text().split()):
-        assert not is_running(pid)
-    # The course data was linked in for training, and the links removed afterwards.
+    # The slow run and the process it started in a session of its own, ignoring SIGTERM, were stopped.
+    assert processes_with(SLOW_MARKER) == []
+    # The course data was there for training, read-only, and the submission folders were never written.
     log = (tmp_path / "results" / "grades_logs" / "good.log").read_text()
     assert "saw 24 training images and 12 validation images" in log
-    assert not any((root / name / "capts_train").exists() for name in grades)
-    # Written atomically, with the options beside it, and summarised.
+    assert not any((root / name / "capts_train").exists() or (root / name / "my_model.keras").exists() for name in grades)
+    # Written atomically, with the options and the summary page beside it, and summarised.
     assert sorted(path.name for path in (tmp_path / "results").iterdir()) == [
         "grades.csv",
+        "grades.html",
         "grades.json",
         "grades_logs",
     ]
@@ -184,10 +194,12 @@ def test_grading_run_over_made_up_submissions(submissions, captcha_folders, tmp_
     assert "10 submissions: 2 PASS, 8 FAIL" in printed  # good and grayscale; four_by_ten reads rare digits
     assert "1 timed_out" in printed and "1 unsafe_model" in printed
 
-    # Grading again without training, choosing the scales: fed 0-255 values, the grayscale reader reads `least`.
+    # Grading the handed-in files without training, choosing the scales: fed 0-255 values, the grayscale
+    # reader reads `least`. (Models trained by the grader stay in its copies; the submissions are never written.)
     grade.main(
-        [str(root), "--val-dir", str(val_dir), "--output", str(output), "--train", "never"]
-        + ["--input-scale", "unit", "--input-scale-for", "grayscale=raw"]
+        [str(root), "--val-dir", str(val_dir), "--output", str(output), "--train", "never", "--regrade"]
+        + ["--model-file", "prebuilt.keras", "--input-scale", "unit", "--input-scale-for", "grayscale=raw"]
+        + ["--jobs", "2"]
     )
     again = read_grades(output)
     measured = [float(again["grayscale"][f"digit_{position}_accuracy"]) for position in range(4)]

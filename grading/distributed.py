@@ -1,0 +1,198 @@
+"""Grading on a Dask cluster: each submission is sent to a worker, graded there in the sandbox, its row sent back.
+
+    dask scheduler                                   # on one machine (prints its address)
+    dask worker tcp://HOST:8786 --nthreads 2 --nworkers 1   # on each grading machine, from the kit's folder
+    python grade.py submissions/ --scheduler tcp://HOST:8786
+
+A worker grades exactly as `grade.py` does on one machine (`grading.worker`,
+sandboxed training, a process of its own for the model), with the course
+folders at the same paths as on the grader's machine (or under
+`$CAPTCHA_KIT_COURSE_DIR` there). It decodes its own validation images once
+and refuses to grade when they differ from the grader's (by fingerprint),
+so every row is scored on the same images.
+
+A worker that dies mid-grading (the machine lost, the process killed) costs
+one retry: the submission is sent again, to whichever worker the scheduler
+picks, and marked `worker_lost` if that one dies too. For exactly that, start
+the scheduler with `DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0`;
+otherwise the scheduler itself first retries up to its default three times.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+import threading
+from pathlib import Path
+
+from data.alphabet import Alphabet
+from grading.course import grading_images, write_private_copy
+from grading.grades import GRADER_ERROR, WORKER_LOST, GradingOptions, failed_row
+from grading.sandbox import SandboxUnavailableError, check_sandbox
+
+MAX_SUBMISSION_BYTES = 512 * 1024**2  # An archive larger than this is not sent over the network.
+MAX_LOG_BYTES = 1024**2  # The end of a worker's log that comes back with the row.
+_worker_state = {"lock": threading.Lock(), "images": {}, "slots": None}
+
+
+def pack_submission(folder: Path, limit: int = MAX_SUBMISSION_BYTES) -> bytes:
+    """The submission folder as a gzipped tar archive in memory (links kept as links).
+
+    Raises:
+        ValueError: The archive would exceed `limit` bytes.
+    """
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(folder, arcname=".", recursive=True)
+    if buffer.tell() > limit:
+        raise ValueError(f"{folder.name} packs to {buffer.tell()} bytes; at most {limit} are sent to a worker.")
+    return buffer.getvalue()
+
+
+def unpack_submission(packed: bytes, folder: Path) -> Path:
+    """Extracts a `pack_submission` archive, refusing paths outside `folder` and special files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(packed), mode="r:gz") as archive:
+        archive.extractall(folder, filter="data")
+    return folder
+
+
+def course_folder(path: str) -> Path:
+    """A course folder on this worker: the grader's path, or the same name under $CAPTCHA_KIT_COURSE_DIR."""
+    root = os.environ.get("CAPTCHA_KIT_COURSE_DIR")
+    return Path(root) / Path(path).name if root else Path(path)
+
+
+def _worker_images(options: GradingOptions, alphabet: Alphabet, labels_file: str | None, strict: bool):
+    """This worker process's private copy of the validation images, decoded once (folder, fingerprint)."""
+    from data.dataset import load_labelled_folder
+
+    folder = course_folder(str(options.data_folders["capts_val"]))
+    key = (str(folder), labels_file, strict, alphabet.characters, alphabet.length)
+    with _worker_state["lock"]:
+        if key not in _worker_state["images"]:
+            loaded = load_labelled_folder(folder, alphabet, labels_file=labels_file, cache=False, strict=strict)
+            val = grading_images(loaded.images, loaded.codes, loaded.labels)
+            private = write_private_copy(val, tempfile.mkdtemp(prefix="captcha-kit-images-"))
+            _worker_state["images"][key] = (private, val.sha256)
+        return _worker_state["images"][key]
+
+
+def _take_slot(nthreads: int):
+    with _worker_state["lock"]:
+        if _worker_state["slots"] is None:
+            import queue
+
+            _worker_state["slots"] = queue.Queue()
+            for slot in range(nthreads):
+                _worker_state["slots"].put(slot)
+    return _worker_state["slots"]
+
+
+def _check_sandbox_once(options: GradingOptions) -> None:
+    with _worker_state["lock"]:
+        if not _worker_state.get("sandbox_checked"):
+            check_sandbox(options.sandbox)
+            _worker_state["sandbox_checked"] = True
+
+
+def grade_remote(name: str, packed: bytes, spec: dict) -> dict:
+    """Runs on a Dask worker: grades one packed submission and returns its row and the end of its log."""
+    from distributed import get_worker
+
+    from grading.worker import grade_in_process
+
+    options = GradingOptions.from_json(spec["options"])
+    alphabet = Alphabet(*spec["alphabet"])
+    options.data_folders = {key: course_folder(str(path)) for key, path in options.data_folders.items()}
+    work_root = Path(tempfile.mkdtemp(prefix="captcha-kit-grading-"))
+    os.chmod(work_root, 0o711)
+    options.logs = work_root / "logs"
+    slots = _take_slot(get_worker().state.nthreads)
+    slot = slots.get()
+    try:
+        if options.sandbox.kind != "none":
+            try:
+                _check_sandbox_once(options)
+            except SandboxUnavailableError as error:
+                return {"row": failed_row(name, GRADER_ERROR, f"on {get_worker().address}: {error}"), "log": ""}
+        images, sha256 = _worker_images(options, alphabet, spec["labels"], spec["strict"])
+        if sha256 != spec["val_sha256"]:
+            row = failed_row(
+                name,
+                GRADER_ERROR,
+                f"the validation images on worker {get_worker().address} differ from the grader's "
+                f"(fingerprint {sha256[:12]}, expected {spec['val_sha256'][:12]})",
+            )
+            return {"row": row, "log": ""}
+        submission = unpack_submission(packed, work_root / "submissions" / name)
+        row = grade_in_process(submission, images, alphabet, options, slot, work_root / "work")
+        log = options.logs / f"{name}.log"
+        text = ""
+        if log.exists():
+            with open(log, "rb") as file:
+                file.seek(max(0, log.stat().st_size - MAX_LOG_BYTES))
+                text = file.read().decode(errors="replace")
+        return {"row": {**row, "worker": get_worker().address}, "log": text}
+    finally:
+        slots.put(slot)
+        shutil.rmtree(work_root, ignore_errors=True)
+
+
+def grade_on_cluster(address, submissions, alphabet, options, val_sha256, on_row, labels=None, strict=False) -> None:
+    """Sends each submission to the Dask cluster at `address` and calls `on_row` with each row as it arrives.
+
+    Args:
+        address: A scheduler address (`tcp://host:8786`) or a `distributed` cluster object.
+        submissions: The submission folders.
+        alphabet: The characters and label length.
+        options: How to grade (course folders: paths on the workers).
+        val_sha256: The grader's fingerprint of the validation images.
+        on_row: Called with each finished row.
+        labels: The validation labels file, if any.
+        strict: Refuse unusable validation images instead of skipping them.
+    """
+    from distributed import Client, as_completed
+    from distributed.scheduler import KilledWorker
+
+    spec = {
+        "options": options.to_json(),
+        "alphabet": [alphabet.characters, alphabet.length, alphabet.min_length],
+        "val_sha256": val_sha256,
+        "labels": labels,
+        "strict": strict,
+    }
+    logs = Path(options.logs)
+    logs.mkdir(parents=True, exist_ok=True)
+    with Client(address, set_as_default=False) as client:
+        futures, attempts, packs = {}, {}, {}
+        for submission in submissions:
+            try:
+                packs[submission.name] = pack_submission(submission)  # In the task itself: it outlives a lost worker.
+            except ValueError as error:
+                on_row(failed_row(submission.name, GRADER_ERROR, str(error)))
+                continue
+            future = client.submit(grade_remote, submission.name, packs[submission.name], spec, pure=False)
+            futures[future], attempts[submission.name] = submission.name, 1
+        pending = as_completed(list(futures))
+        for future in pending:
+            name = futures.pop(future)
+            try:
+                result = future.result()
+            except KilledWorker:
+                if attempts[name] < 2:
+                    attempts[name] += 1
+                    retry = client.submit(grade_remote, name, packs[name], spec, pure=False)
+                    futures[retry] = name
+                    pending.add(retry)
+                    continue
+                on_row(failed_row(name, WORKER_LOST, "the worker grading it died, twice; not graded"))
+                continue
+            except Exception as error:  # The task failed for a reason of the grader's own.
+                on_row(failed_row(name, GRADER_ERROR, f"{type(error).__name__}: {error}"))
+                continue
+            (logs / f"{name}.log").write_text(result["log"])
+            on_row(result["row"])
