@@ -57,7 +57,7 @@ def alphabet_from_options(
 def add_fallback_alphabet_arguments(parser) -> None:
     """Adds `--alphabet`, `--length` and `--min-length` for reading models that record no alphabet.
 
-    Models built by the kit carry their alphabet (`models.layers.AlphabetTag`);
+    Models built by the kit carry their alphabet (`models.metadata`);
     these options name it for older `.keras` files and foreign models.
     `evaluate.py`, `predict.py` and `inference.py` share them.
     """

@@ -39,7 +39,7 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # keras.applications.imagenet_utils
 
 @keras.saving.register_keras_serializable(package="captcha_kit")
 class ReverseChannels(layers.Layer):
-    """RGB to BGR (or back): the channel order of Caffe-style weights (ResNet50, VGG). No weights."""
+    """Legacy (files saved before issue 15): RGB to BGR, now `ops.flip` in `scale_for`. No weights."""
 
     def call(self, images):
         return ops.flip(images, axis=-1)
@@ -60,7 +60,8 @@ def scale_for(application: str, x):
     """The layers that turn 0-255 RGB pixels into what `application`'s ImageNet weights expect."""
     style = preprocessing_style(application)
     if style == "caffe":
-        x = ReverseChannels(name="rgb_to_bgr")(x)
+        # RGB to BGR, the channel order of Caffe-style weights; a keras.ops call, so no custom class.
+        x = layers.Identity(name="rgb_to_bgr")(ops.flip(x, axis=-1))
         return layers.Normalization(mean=list(CAFFE_MEAN_BGR), variance=[1.0, 1.0, 1.0], name="subtract_mean")(x)
     if style == "torch":
         x = layers.Rescaling(1.0 / 255, name="scale")(x)

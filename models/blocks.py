@@ -1,11 +1,15 @@
-"""Building blocks shared by the registered models: the raw-image input and its preprocessing."""
+"""Building blocks shared by the registered models: the raw-image input and its preprocessing.
+
+All of them are Keras's built-in layers and operations, so the models load
+with plain Keras (`models.layers`).
+"""
 
 from __future__ import annotations
 
 import keras
 from keras import layers
 
-from models.layers import ForegroundMap, Grayscale
+from models import layers as image_layers  # The kit's; `layers` is Keras's.
 
 # multicolorcaptcha's CaptchaGenerator(0) draws its 256x64 text strip on rows
 # 40-103 of the 144x256 image; the rows above and below are black margin.
@@ -30,8 +34,8 @@ def preprocess(images, crop=(0, 0), downscale: int = 1, foreground: bool = False
         images: The raw image tensor from `image_input`.
         crop: Rows (top, bottom) to cut off.
         downscale: Integer factor of average pooling (1 keeps full resolution).
-        foreground: Replace the RGB channels with the colour-free `ForegroundMap`.
-        grayscale: Replace them with their luminance (`Grayscale`) instead.
+        foreground: Replace the RGB channels with the colour-free `models.layers.foreground_map`.
+        grayscale: Replace them with their luminance (`models.layers.grayscale`) instead.
     """
     if foreground and grayscale:
         raise ValueError("Choose one of `foreground` and `grayscale`. Received: both True")
@@ -42,9 +46,9 @@ def preprocess(images, crop=(0, 0), downscale: int = 1, foreground: bool = False
     if downscale > 1:
         x = layers.AveragePooling2D(downscale, name="downscale")(x)
     if foreground:
-        x = ForegroundMap(name="foreground")(x)
+        x = image_layers.foreground_map(x, name="foreground")
     if grayscale:
-        x = Grayscale(name="grayscale")(x)
+        x = image_layers.grayscale(x, name="grayscale")
     return x
 
 

@@ -4,6 +4,15 @@ Two kinds of file are written. `save_model` writes the plain model that users
 get (architecture and weights, loads anywhere). `save_checkpoint` writes the
 full training state (optimizer moments and step count included) that
 `train.py --resume` continues from.
+
+Both add the member `captcha_kit.json` to the `.keras` zip: the alphabet,
+label lengths and kind of scores (`models.metadata`), which Keras ignores and
+`load_model` reads back onto the model. A plain model is always saved made of
+Keras's own layers and operations, so the file loads with plain
+`keras.models.load_model(path)` in a Python without the kit (only the seq2seq
+readers keep a custom layer, `models.registry.CUSTOM_LAYER_MODELS`): a model
+loaded from a file saved before issue 15 is rebuilt on the built-in layers
+first (`models.layers.replace_legacy_layers`, same weights and scores).
 """
 
 from __future__ import annotations
@@ -17,7 +26,8 @@ import keras
 import models  # noqa: F401  (registers the kit's layers for deserialization)
 from data.alphabet import Alphabet
 from data.files import atomic_path
-from models.layers import find_alphabet_tag
+from models.layers import replace_legacy_layers
+from models.metadata import attach_metadata, model_metadata, read_file_metadata, write_file_metadata
 
 # Markers of Python code serialized into a model config (a lambda's bytecode).
 UNSAFE_CLASS_NAMES = ("__lambda__",)
@@ -32,11 +42,23 @@ def save_model(model: keras.Model, path: str | Path) -> Path:
 
     A functional copy sharing the layers is saved, so the file holds no
     training configuration: it loads anywhere, small, ready for inference.
+    Legacy layers are replaced by their built-in forms on the way
+    (`models.layers.replace_legacy_layers`), and what the model records
+    (`models.metadata`) is written as the archive's `captcha_kit.json`.
+
+    Args:
+        model: A Functional model.
+        path: Where to write it; must end in `.keras`.
+
+    Returns:
+        The path written.
     """
     path = _check_suffix(path)
-    plain = keras.Model(model.inputs, model.outputs, name=model.name)
+    portable = replace_legacy_layers(model)
+    plain = keras.Model(portable.inputs, portable.outputs, name=model.name)
     with atomic_path(path) as temporary:
         plain.save(temporary)
+        _write_metadata(temporary, model)
     return path
 
 
@@ -45,7 +67,14 @@ def save_checkpoint(model: keras.Model, path: str | Path) -> Path:
     path = _check_suffix(path)
     with atomic_path(path) as temporary:
         model.save(temporary)
+        _write_metadata(temporary, model)
     return path
+
+
+def _write_metadata(path: Path, model: keras.Model) -> None:
+    metadata = model_metadata(model)
+    if metadata is not None:
+        write_file_metadata(path, metadata)
 
 
 def load_model(path: str | Path, compile: bool = False) -> keras.Model:
@@ -69,13 +98,15 @@ def load_model(path: str | Path, compile: bool = False) -> keras.Model:
     unsafe = find_unsafe_code(path)
     if unsafe:
         raise UnsafeModelError(f"{path} holds Python code ({unsafe}); refused without running it.")
+    metadata = read_file_metadata(path)
     try:
-        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+        model = keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as error:  # Keras raises many types for corrupt or foreign files.
         message = f"Cannot load model {path}: {type(error).__name__}: {error}"
         if "arbitrary code execution" in str(error):  # Keras's own safe-mode refusal.
             raise UnsafeModelError(message) from error
         raise ValueError(message) from error
+    return attach_metadata(model, metadata)
 
 
 def find_unsafe_code(path: str | Path) -> str | None:
@@ -118,7 +149,7 @@ def _check_suffix(path) -> Path:
 
 
 def model_alphabet(model: keras.Model, given: Alphabet | None = None) -> Alphabet:
-    """The alphabet a model reads, as recorded in it by `get_model` (its `AlphabetTag` layer).
+    """The alphabet a model reads, as recorded by `get_model` and the file (`models.metadata`).
 
     Args:
         model: A built or loaded model.
@@ -129,10 +160,10 @@ def model_alphabet(model: keras.Model, given: Alphabet | None = None) -> Alphabe
     Raises:
         ValueError: `given` differs from the alphabet the model records.
     """
-    tag = find_alphabet_tag(model)
-    if tag is None:
+    metadata = model_metadata(model)
+    if metadata is None:
         return given or Alphabet()
-    recorded = Alphabet(tag.characters, tag.length, tag.min_length)
+    recorded = metadata.alphabet
     if given is not None and given != recorded:
         raise ValueError(f"Model {model.name!r} reads {recorded}. Received: {given}")
     return recorded

@@ -39,6 +39,7 @@ from keras import ops
 
 from models.layers import output_kind
 from models.losses import softmax_mse
+from models.metadata import attach_metadata, model_metadata
 from models.metrics import accuracy_metrics
 from models.ramps import sigmoid_rampup
 from models.supervised import ClassLoss, require_tensorflow
@@ -49,7 +50,7 @@ def copy_as_teacher(student: keras.Model) -> keras.Model:
     teacher = keras.models.clone_model(student)
     teacher.set_weights(student.get_weights())
     teacher.trainable = False
-    return teacher
+    return attach_metadata(teacher, model_metadata(student))  # clone_model copies layers, not attributes.
 
 
 def update_ema(teacher: keras.Model, student: keras.Model, decay: float) -> None:

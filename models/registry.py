@@ -12,23 +12,33 @@ character position: shape (batch, length, classes). A CTC model instead
 gives one softmax over the alphabet and a final blank class per time step:
 (batch, time steps, classes + 1). A seq2seq model gives one softmax per
 decoder step over the alphabet and its end, pad and start tokens:
-(batch, length + 1, classes + 3). `get_model` appends an `AlphabetTag`
-layer named `characters` that records the alphabet (and which kind of
-scores the model gives) inside the saved `.keras` file. Only sequence
+(batch, length + 1, classes + 3). `get_model` appends a built-in
+`Identity` layer named `characters` (the output's name) and records the
+alphabet and the kind of scores on the model (`models.metadata`);
+`models.io.save_model` writes them into the `.keras` file. Only sequence
 readers (CTC, seq2seq) take a variable-length alphabet (`min_length` <
 `length`); `get_model` refuses it for models with one head per position.
+
+Every registered model is built from Keras's own layers and operations, so
+its saved file loads with plain `keras.models.load_model` where the kit is
+not installed, except the seq2seq readers (`cnn_seq2seq`, `cnn_seq2seq_tiny`):
+their greedy decoding loop is the kit's `AttentionDecoder` layer, and their
+files need `import models` first (`CUSTOM_LAYER_MODELS`).
 """
 
 from __future__ import annotations
 
 import keras
+from keras import layers
 
 from data.alphabet import Alphabet
-from models.layers import AlphabetTag
+from models.metadata import ModelMetadata, attach_metadata
 
 _BUILDERS = {}
 DEFAULT_MODEL = "cellnet"
 DEFAULT_IMAGE_SIZE = (144, 256)
+# Models whose files hold a custom layer of the kit and so load only after `import models`.
+CUSTOM_LAYER_MODELS = ("cnn_seq2seq", "cnn_seq2seq_tiny")
 
 
 DEFAULT_LEARNING_RATE = 1e-3  # Adam's own default, what the Kaggle baseline uses.
@@ -100,7 +110,6 @@ def get_model(name: str, alphabet: Alphabet | None = None, image_size=DEFAULT_IM
             f"{alphabet.describe_length()} characters need a sequence reader: use crnn_ctc (or cnn_seq2seq). "
             f"Received: {alphabet}"
         )
-    tag = AlphabetTag(
-        alphabet.characters, alphabet.length, kind=kinds[classes], min_length=alphabet.min_length, name="characters"
-    )(model.outputs[0])
-    return keras.Model(model.inputs, tag, name=model.name)
+    scores = layers.Identity(name="characters")(model.outputs[0])
+    tagged = keras.Model(model.inputs, scores, name=model.name)
+    return attach_metadata(tagged, ModelMetadata.from_alphabet(alphabet, kinds[classes]))

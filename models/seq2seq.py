@@ -41,7 +41,7 @@ import keras
 from keras import layers, ops
 
 from models.blocks import default_crop, image_input
-from models.layers import ForegroundMap
+from models.layers import KIT_NEEDED, foreground_map
 from models.registry import register_model
 
 END, PAD, START = "$", " ", "^"
@@ -117,6 +117,11 @@ class AttentionDecoder(layers.Layer):
         units: GRU units, also the size of the attentional state.
         num_layers: Stacked GRU layers; must match the encoder's.
         dropout: Dropout between the stacked GRU layers (PyTorch's GRU `dropout`).
+        needs: Ignored: the advice its configuration carries for loaders without the kit.
+
+    The kit's one custom layer in a registered model (the greedy loop feeds
+    each step's argmax to the next; Keras's layers have no such loop), so a
+    seq2seq file loads only after `import models`.
 
     Input: encoder_sequence (batch, time, units) and `num_layers` states (batch, units).
     Output: (batch, steps, vocabulary_size) softmax scores.
@@ -130,9 +135,10 @@ class AttentionDecoder(layers.Layer):
         units: int = 128,
         num_layers: int = 2,
         dropout: float = 0.5,
+        needs: str | None = None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # `needs` is only advice for loaders without the kit (`KIT_NEEDED`).
         self.vocabulary_size, self.steps, self.start_token = int(vocabulary_size), int(steps), int(start_token)
         self.units, self.num_layers, self.dropout = int(units), int(num_layers), float(dropout)
         self.cells = [layers.GRUCell(self.units, name=f"gru_cell_{index}") for index in range(self.num_layers)]
@@ -180,6 +186,7 @@ class AttentionDecoder(layers.Layer):
 
     def get_config(self):
         return {
+            "needs": KIT_NEEDED,
             **super().get_config(),
             "vocabulary_size": self.vocabulary_size,
             "steps": self.steps,
@@ -220,7 +227,7 @@ def build_cnn_seq2seq(
         num_layers: GRU layers of encoder and decoder.
         recurrent_dropout: Dropout between stacked GRU layers.
         batch_norm_momentum: 0.9 is PyTorch's BatchNorm default (its momentum 0.1).
-        foreground: Read the kit's colour-free `ForegroundMap` (one channel)
+        foreground: Read the kit's colour-free `foreground_map` (one channel)
             instead of RGB: not in the original; multicolorcaptcha's random
             colours otherwise hide the digits from a model trained on few images.
     """
@@ -232,7 +239,7 @@ def build_cnn_seq2seq(
     x = layers.Resizing(*input_size, interpolation="bilinear", name="resize")(x)
     if foreground:
         x = layers.Rescaling(1.0 / 255, name="unit_scale")(x)
-        x = ForegroundMap(name="foreground")(x)
+        x = foreground_map(x, name="foreground")
         x = layers.Rescaling(2.0, offset=-1.0, name="scale")(x)
     else:
         x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(x)

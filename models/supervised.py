@@ -39,7 +39,7 @@ class ClassLoss:
     """The labelled loss of any kit model, per image: cross-entropy (per position or decoder step) or CTC.
 
     Args:
-        model: The plain model (its `AlphabetTag` says which kind of scores it gives).
+        model: The plain model (its `models.metadata` says which kind of scores it gives).
         num_characters: Classes of the alphabet.
         label_smoothing: For cross-entropy.
         reduction: "mean" or "sum" over positions/steps (see `sequence_cross_entropy`).

@@ -80,7 +80,7 @@ def compile_model(
 ) -> keras.Model:
     """Adam(W) with a short linear warm-up then cosine decay to zero, sparse cross-entropy.
 
-    A CTC model (see `models.layers.AlphabetTag`) gets the CTC loss and
+    A CTC model (see `models.metadata`) gets the CTC loss and
     metrics that decode its time steps instead; a seq2seq model the
     cross-entropy of its greedy decoder steps (`SequenceCrossEntropy`). The
     cosine schedule is what lets a 10-epoch run end converged: the large early

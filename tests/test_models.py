@@ -1,5 +1,6 @@
 """Every registered model: output shape, one training step, identical predictions after a .keras round trip."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -8,7 +9,7 @@ from data.alphabet import Alphabet
 from data.dataset import load_labelled_folder
 from models.decoding import decode_codes
 from models.io import load_model, model_alphabet, save_model
-from models.layers import AlphabetTag, ForegroundMap, Grayscale, is_ctc_model, output_kind
+from models.layers import foreground_map, grayscale, is_ctc_model, output_kind
 from models.training import compile_model
 
 ALPHABET = Alphabet()
@@ -46,7 +47,7 @@ def test_model_shape_fit_and_round_trip(name, batch, tmp_path):
     images, codes = batch
     model = models.get_model(name, alphabet=ALPHABET)
     assert model.input_shape == (None, 144, 256, 3)
-    assert isinstance(model.layers[-1], AlphabetTag) and model.output_names == ["characters"]
+    assert isinstance(model.layers[-1], keras.layers.Identity) and model.output_names == ["characters"]
     if is_ctc_model(model):
         # One softmax per time step over the 10 digits and the blank; enough steps for 4 digits with repeats.
         steps = model.output_shape[1]
@@ -96,8 +97,7 @@ def test_foreground_map_ignores_colours():
     shape[0, 2:5, 3] = 1.0
     first = np.where(shape > 0, [0.9, 0.1, 0.2], [0.1, 0.5, 0.5]).astype("float32")
     second = np.where(shape > 0, [0.2, 0.2, 0.9], [0.7, 0.8, 0.3]).astype("float32")
-    layer = ForegroundMap()
-    map_one, map_two = np.asarray(layer(first)), np.asarray(layer(second))
+    map_one, map_two = np.asarray(foreground_map(first)), np.asarray(foreground_map(second))
     assert map_one.shape == (1, 8, 8, 1)
     np.testing.assert_array_equal(map_one > 0.3, shape > 0)
     np.testing.assert_array_equal(map_two > 0.3, shape > 0)
@@ -108,11 +108,10 @@ def test_foreground_map_sampled_median_matches_full_median(captcha_folders):
     # The background covers most of a CAPTCHA, so the median of every 16th pixel is the median of all.
     _, val_dir = captcha_folders
     images = load_labelled_folder(val_dir, Alphabet()).images[:, 40:104].astype("float32") / 255
-    sampled, full = ForegroundMap(), ForegroundMap(sample_stride=1)
-    np.testing.assert_array_equal(np.asarray(sampled(images)), np.asarray(full(images)))
-    assert ForegroundMap.from_config(sampled.get_config()).sample_stride == 16
+    sampled, full = foreground_map(images), foreground_map(images, sample_stride=1)
+    np.testing.assert_array_equal(np.asarray(sampled), np.asarray(full))
     with pytest.raises(ValueError, match="sample_stride"):
-        ForegroundMap(sample_stride=0)
+        foreground_map(images, sample_stride=0)
 
 
 def test_load_model_errors(tmp_path):
@@ -132,12 +131,12 @@ def test_recommended_learning_rates():
 
 
 def test_grayscale_is_pil_luminance():
-    # The layer gives what PIL's convert("L") gives (ITU-R 601 luma), up to PIL's rounding.
+    # It gives what PIL's convert("L") gives (ITU-R 601 luma), up to PIL's rounding.
     from PIL import Image
 
     pixels = np.random.default_rng(0).integers(0, 256, (1, 6, 5, 3)).astype("uint8")
     expected = np.asarray(Image.fromarray(pixels[0]).convert("L"), dtype="float32")
-    gray = np.asarray(Grayscale()(pixels.astype("float32")))
+    gray = np.asarray(grayscale(pixels.astype("float32")))
     assert gray.shape == (1, 6, 5, 1)
     np.testing.assert_allclose(gray[0, ..., 0], expected, atol=0.6)
 

@@ -103,7 +103,7 @@ def test_train_evaluate_and_predict_variable_lengths(variable_folders, tmp_path,
 
     # The saved file records the shortest length; loading restores the variable-length alphabet.
     with zipfile.ZipFile(output) as archive:
-        assert '"min_length": 2' in archive.read("config.json").decode()
+        assert '"min_length": 2' in archive.read("captcha_kit.json").decode()
     loaded = load_model(output)
     assert model_alphabet(loaded) == ALPHABET and model_alphabet(loaded).min_length == 2
     with pytest.raises(ValueError, match="min_length=2"):
