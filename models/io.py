@@ -25,6 +25,7 @@ import keras
 
 import models  # noqa: F401  (registers the kit's layers for deserialization)
 from data.alphabet import Alphabet
+from data.archive import DEFAULT_LIMITS, OversizedModelError, check_archive, read_member
 from data.files import atomic_path
 from models.layers import replace_legacy_layers
 from models.metadata import attach_metadata, model_metadata, read_file_metadata, write_file_metadata
@@ -88,6 +89,7 @@ def load_model(path: str | Path, compile: bool = False) -> keras.Model:
     Raises:
         FileNotFoundError: No such file.
         UnsafeModelError: The file holds Python code (a `ValueError`).
+        OversizedModelError: A member inflates past `data.archive`'s limits (a `ValueError`).
         ValueError: The file is not a loadable Keras model.
     """
     path = Path(path)
@@ -95,6 +97,7 @@ def load_model(path: str | Path, compile: bool = False) -> keras.Model:
         raise FileNotFoundError(f"Model file not found: {path}")
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path} is not a Keras model (.keras files are zip archives).")
+    check_archive(path)  # Every member's real size, before anything is parsed (a zip can inflate to gigabytes).
     unsafe = find_unsafe_code(path)
     if unsafe:
         raise UnsafeModelError(f"{path} holds Python code ({unsafe}); refused without running it.")
@@ -112,13 +115,13 @@ def load_model(path: str | Path, compile: bool = False) -> keras.Model:
 def find_unsafe_code(path: str | Path) -> str | None:
     """Names the Python code serialized in a `.keras` file's config, or None when there is none.
 
-    Reads only `config.json` from the archive, so nothing is deserialized; a
-    file without a readable config is left for the loader to reject.
+    Reads only `config.json` from the archive, at most `data.archive`'s
+    limit of it, so nothing is deserialized; a file without a readable
+    config is left for the loader to reject.
     """
     try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (KeyError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError):
+        config = json.loads(read_member(path, "config.json", DEFAULT_LIMITS.config_bytes))
+    except (KeyError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError, OversizedModelError):
         return None
     found = []
 
