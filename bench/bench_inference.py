@@ -7,10 +7,13 @@ Uses the call path of `inference.py` (`models.inference.Reader`). Single
 image: the latency of `Reader.read_one` (model call and decoding) and of the
 model call alone, median and 90th percentile over `--calls` calls after a
 warm-up. Batched: images per second of `Reader.scores` at each batch size.
-For models that remove colours with `ForegroundMap` (cellnet, shawon), the
+For models that remove colours with the foreground map (cellnet, shawon), the
 time of the weightless preprocessing layers (crop, scale, downscale,
-foreground map) is measured apart, to show what dominates. Weights do not
-change the speed, so without the reference model the untrained default
+foreground map) is measured apart, to show what dominates. Beside Keras, the
+same batches go through the model exported to ONNX (`models.export`) and
+run by onnxruntime on the CPU (its session's default threads), the batch
+converted to float32 inside the timed call; `--no-onnx` skips it. Weights do
+not change the speed, so without the reference model the untrained default
 model is measured; the JSON says which. Writes
 `bench/results/inference_<model>.json` and prints a table.
 """
@@ -34,6 +37,45 @@ RESULTS = REPOSITORY / "bench" / "results"
 SINGLE_TARGET_MS = 5.0
 BATCHED_TARGET_IMAGES_PER_SECOND = 2000.0
 PREPROCESSING_END = "foreground"  # Last weightless preprocessing layer of models.blocks.preprocess.
+
+
+def onnxruntime_speeds(model, captchas: np.ndarray, batch_sizes, calls: int, seconds: float) -> dict:
+    """Single-image latency and images/s of `model` exported to ONNX and run by onnxruntime on the CPU.
+
+    Returns:
+        {"onnxruntime", "single_image", "batched", "max_abs_difference_from_keras"}; or {"skipped": why}
+        where onnxruntime or tf2onnx is not installed.
+    """
+    import tempfile
+
+    try:
+        import onnxruntime
+    except ImportError as error:
+        return {"skipped": f"onnxruntime not installed ({error})"}
+    from models.export import export_model
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = export_model(model, Path(folder) / "model.onnx", "onnx")
+        except ValueError as error:
+            return {"skipped": str(error)}
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def run(batch):
+        return session.run(None, {"image": batch.astype("float32")})[0]
+
+    check = captchas[: min(len(captchas), 32)]
+    difference = float(np.max(np.abs(run(check) - model.predict_on_batch(check.astype("float32")))))
+    batched = []
+    for batch_size in batch_sizes:
+        batch = captchas[np.arange(batch_size) % len(captchas)]
+        batched.append(throughput(lambda batch=batch: run(batch), batch_size, seconds))
+    return {
+        "onnxruntime": onnxruntime.__version__,
+        "single_image": latency(time_calls(lambda: run(captchas[:1]), calls)),
+        "batched": batched,
+        "max_abs_difference_from_keras": difference,
+    }
 
 
 def machine() -> str:
@@ -127,6 +169,7 @@ def main(argv=None) -> dict:
         "--seconds", type=float, default=3.0, help="time spent per batch size, at least (default: %(default)s)"
     )
     parser.add_argument("--output", default=None, help="JSON file (default: bench/results/inference_<model>.json)")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime measurement")
     args = parser.parse_args(argv)
 
     import keras
@@ -167,12 +210,16 @@ def main(argv=None) -> dict:
                 "preprocessing_share": round(float(part / whole), 3),
             }
 
+    onnx = None if args.no_onnx else onnxruntime_speeds(model, captchas, batch_sizes, args.calls, args.seconds)
+
     best = max(batched, key=lambda row: row["images_per_second"])
     result = {
         "benchmark": "inference speed on the CPU (models.inference.Reader, the path of inference.py)",
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": machine(),
-        "command": "python -m bench.bench_inference" + (f" --model {args.model}" if args.model else ""),
+        "command": "python -m bench.bench_inference"
+        + (f" --model {args.model}" if args.model else "")
+        + (" --no-onnx" if args.no_onnx else ""),
         "model": description,
         "model_name": model.name,
         "load_average_before_and_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
@@ -187,6 +234,7 @@ def main(argv=None) -> dict:
         "batched": batched,
         "batched_float32_input": float32_input,
         "preprocessing_breakdown": breakdown,
+        "onnxruntime_cpu": onnx,
         "targets": {
             "single_median_ms_at_most": SINGLE_TARGET_MS,
             "batched_images_per_second_at_least": BATCHED_TARGET_IMAGES_PER_SECOND,
@@ -216,17 +264,34 @@ def print_table(result: dict) -> None:
         f"| one image, model call only | {single['model_call_only']['median_ms']:.2f} ms | "
         f"{single['model_call_only']['p90_ms']:.2f} ms | |"
     )
-    print("\n| batch size | median batch time | images/s | target |")
-    print("|---:|---:|---:|---:|")
+    onnx = result.get("onnxruntime_cpu") or {}
+    onnx_rows = {row["batch_size"]: row for row in onnx.get("batched", [])}
+    if "single_image" in onnx:
+        print(
+            f"| one image, onnxruntime | {onnx['single_image']['median_ms']:.2f} ms | "
+            f"{onnx['single_image']['p90_ms']:.2f} ms | |"
+        )
+    print("\n| batch size | median batch time | images/s (Keras) | images/s (onnxruntime) | target |")
+    print("|---:|---:|---:|---:|---:|")
     for row in result["batched"]:
+        other = onnx_rows.get(row["batch_size"])
+        other = f"{other['images_per_second']:,.0f}" if other else "-"
         print(
             f"| {row['batch_size']} | {row['median_batch_ms']:.1f} ms | {row['images_per_second']:,.0f} | "
+            f"{other} | "
             f"≥ {targets['batched_images_per_second_at_least']:,.0f} |"
         )
     for row in result.get("batched_float32_input", []):
         print(
             f"| {row['batch_size']}, float32 input converted first | {row['median_batch_ms']:.1f} ms | "
-            f"{row['images_per_second']:,.0f} | |"
+            f"{row['images_per_second']:,.0f} | | |"
+        )
+    if "skipped" in onnx:
+        print(f"\nonnxruntime not measured: {onnx['skipped']}")
+    elif onnx:
+        print(
+            f"\nonnxruntime {onnx['onnxruntime']}: largest score difference from Keras "
+            f"{onnx['max_abs_difference_from_keras']:.1e}"
         )
     breakdown = result["preprocessing_breakdown"]
     if breakdown:

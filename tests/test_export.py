@@ -71,3 +71,14 @@ def test_unknown_format_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit) as exit_info:
         export.main(["model.keras", "--format", "tflite", "--output", "x"])
     assert exit_info.value.code == 2 and "invalid choice: 'tflite'" in capsys.readouterr().err
+
+
+def test_bench_inference_measures_onnxruntime(saved):
+    from bench.bench_inference import onnxruntime_speeds
+    from models.io import load_model
+
+    path, images, _ = saved
+    speeds = onnxruntime_speeds(load_model(path), images.astype("uint8"), [2], calls=3, seconds=0.05)
+    assert speeds["max_abs_difference_from_keras"] <= 1e-5
+    assert speeds["batched"][0]["batch_size"] == 2 and speeds["batched"][0]["images_per_second"] > 0
+    assert speeds["single_image"]["median_ms"] > 0
