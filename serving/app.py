@@ -210,19 +210,21 @@ def create_app(settings: ServiceSettings, reader=None) -> FastAPI:
         return JSONResponse({"detail": f"Internal error ({type(error).__name__}); the service carries on."}, 500)
 
     async def read_images(request: Request, max_images: int) -> tuple[list, list]:
-        body = await read_body(request, settings.max_bytes)
-        files = images_in_body(body, request.headers.get("content-type"), max_images)
-        decoded = []
-        for index, data in enumerate(files):
-            try:
-                if len(data) > DECODE_IN_THREAD_BYTES:
-                    decoded.append(await run_in_threadpool(decode_image, data, input_shape, settings.max_pixels))
-                else:
-                    decoded.append(decode_image(data, input_shape, settings.max_pixels))
-            except ImageError as error:
-                if len(files) > 1:
-                    raise ImageError(f"Image {index + 1} of {len(files)}: {error}", error.status) from error
-                raise
+        with batcher.arriving():
+            body = await read_body(request, settings.max_bytes)
+            files = images_in_body(body, request.headers.get("content-type"), max_images)
+            decoded = []
+            for index, data in enumerate(files):
+                try:
+                    if len(data) > DECODE_IN_THREAD_BYTES:
+                        image = await run_in_threadpool(decode_image, data, input_shape, settings.max_pixels)
+                    else:
+                        image = decode_image(data, input_shape, settings.max_pixels)
+                except ImageError as error:
+                    if len(files) > 1:
+                        raise ImageError(f"Image {index + 1} of {len(files)}: {error}", error.status) from error
+                    raise
+                decoded.append(image)
         readings = await batcher.read([image for image, _ in decoded])
         return readings, [note for _, note in decoded]
 

@@ -2,14 +2,18 @@
 
     batcher = Batcher(Reader(model), max_batch=64, max_wait_ms=2, max_queue=256)
     batcher.start()
-    readings = await batcher.read([image])          # from any number of concurrent requests
+    with batcher.arriving():                        # a request is being received and decoded
+        images = ...
+    readings = await batcher.read(images)           # from any number of concurrent requests
     batcher.stop()
 
 One worker thread owns the model. It takes every image waiting when it is
-free (at most `max_batch`), and when fewer than `max_batch` wait it waits for
-more up to `max_wait_ms` after the first one arrived. Under load images pile
-up while the model runs, so batches grow by themselves; one client alone pays
-at most `max_wait_ms`. The model is called through `Reader.read`, the kit's
+free (at most `max_batch`). Under load images pile up while the model runs,
+so batches grow by themselves. When fewer than `max_batch` wait and other
+requests are still arriving (between `arriving()` and `read`: their bodies
+being received or decoded), it waits for them, up to `max_wait_ms` after the
+first waiting image came; with none arriving it reads at once, so a lone
+client pays no wait at all. The model is called through `Reader.read`, the kit's
 one prediction path (uint8 input, `models.decoding`). At most `max_queue`
 images wait: past that `read` raises `QueueFullError` (the service answers 503
 with Retry-After) rather than letting memory grow without bound.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,7 +49,7 @@ class Batcher:
     Args:
         reader: A `models.inference.Reader`.
         max_batch: The most images in one model call (1 turns batching off).
-        max_wait_ms: How long after the first waiting image the worker waits for more.
+        max_wait_ms: How long after the first waiting image the worker may wait for images still arriving.
         max_queue: The most images waiting at once.
     """
 
@@ -63,6 +68,7 @@ class Batcher:
         self._condition = threading.Condition()
         self._thread = None
         self._stopping = False
+        self._arriving = 0
 
     @property
     def waiting(self) -> int:
@@ -84,6 +90,22 @@ class Batcher:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+
+    @contextlib.contextmanager
+    def arriving(self):
+        """Marks a request whose images are on their way (body being read, images decoded) until `read`.
+
+        While any request is arriving, the worker may wait (up to `max_wait_ms`) to read its images with
+        those already waiting. Leave the block before `await read(...)`.
+        """
+        with self._condition:
+            self._arriving += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._arriving -= 1
+                self._condition.notify()
 
     async def read(self, images) -> list:
         """Reads images (each (height, width, channels), uint8) in the model calls of the moment.
@@ -114,7 +136,7 @@ class Batcher:
                     return None
                 self._condition.wait()
             deadline = self._waiting[0].arrived + self.max_wait
-            while len(self._waiting) < self.max_batch and not self._stopping:
+            while len(self._waiting) < self.max_batch and self._arriving and not self._stopping:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

@@ -4,6 +4,7 @@ import io
 import struct
 import tempfile
 import threading
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -254,9 +255,14 @@ def test_concurrent_requests_are_read_in_one_model_call_each_its_own_result(tmp_
     with make_client(model_path, Reader(load_model(model_path)), max_batch=4, max_wait_ms=5000) as client:
         batcher = client.app.state.batcher
         calls_before = batcher.model_calls
-        with ThreadPoolExecutor(4) as pool:
+        # One more request "arriving" for as long as the test likes: the worker waits for the four to gather.
+        with batcher.arriving(), ThreadPoolExecutor(4) as pool:
             responses = list(pool.map(lambda text: client.post("/api/read", content=colour_png(text)), texts))
         assert batcher.model_calls == calls_before + 1 and batcher.batch_sizes[4] == 1
+        # A request alone, with nothing else arriving, is read at once instead of waiting 5 s for company.
+        started = time.monotonic()
+        assert client.post("/api/read", content=colour_png("9999")).json()["text"] == "9999"
+        assert time.monotonic() - started < 2
     assert [response.json()["text"] for response in responses] == texts
 
 
