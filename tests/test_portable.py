@@ -208,7 +208,7 @@ PLAIN_STUDENT = textwrap.dedent(
 )
 
 
-def test_plain_keras_student_model_is_evaluated(captcha_folders, tmp_path, capsys):
+def test_plain_keras_student_model_is_evaluated(captcha_folders, tmp_path):
     import evaluate
 
     result = run_without_kit(tmp_path, PLAIN_STUDENT, tmp_path / "my_model.keras")
@@ -217,3 +217,21 @@ def test_plain_keras_student_model_is_evaluated(captcha_folders, tmp_path, capsy
     figures = evaluate.main([str(tmp_path / "my_model.keras"), "--data", str(val_dir), "--json"])
     assert figures["images"] == 12 and len(figures["position_accuracies"]) == 4
     assert 0.0 <= figures["whole_accuracy"] <= figures["mean_accuracy"] <= 1.0
+
+
+def test_plain_and_kit_models_are_graded(captcha_folders, tmp_path):
+    import grade
+
+    submissions = tmp_path / "submissions"
+    (submissions / "plain").mkdir(parents=True)
+    (submissions / "kit").mkdir()
+    result = run_without_kit(tmp_path, PLAIN_STUDENT, submissions / "plain" / "my_model.keras")
+    assert result.returncode == 0, result.stderr[-3000:]
+    save_model(models.get_model("cellnet_tiny"), submissions / "kit" / "my_model.keras")
+    train_dir, val_dir = captcha_folders
+    graded = grade.main(
+        [str(submissions), "--train", "never", "--sandbox", "none", "--jobs", "1"]
+        + ["--train-dir", str(train_dir), "--val-dir", str(val_dir), "--output", str(tmp_path / "grades.csv")]
+    )
+    rows = {row["submission"]: row for row in graded["rows"]}
+    assert rows["plain"]["status"] == "graded" and rows["kit"]["status"] == "graded", rows
