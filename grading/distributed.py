@@ -177,7 +177,7 @@ def grade_on_cluster(address, submissions, alphabet, options, val_sha256, on_row
                 continue
             future = client.submit(grade_remote, submission.name, packs[submission.name], spec, pure=False)
             futures[future], attempts[submission.name] = submission.name, 1
-        pending = as_completed(list(futures))
+        pending = as_completed(list(futures), loop=client.loop)
         for future in pending:
             name = futures.pop(future)
             try:

@@ -1,86 +1,35 @@
 """grade.py over a folder of made-up submissions, one for each way a submission can go right or wrong."""
 
-import csv
 import json
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from grading_helpers import (
+    CHECK_DATA_THEN_COPY,
+    COPY_MODEL,
+    SLOW,
+    SLOW_MARKER,
+    expected_accuracies,
+    lambda_reader,
+    make_submission,
+    most_and_least_common,
+    processes_with,
+    read_grades,
+    require_sandbox,
+)
 from PIL import Image
 
 import grade
-import grading.grades as grades_module
+import grading.schedule as schedule_module
 from data.alphabet import Alphabet
 from data.dataset import load_labelled_folder
+from grading.course import grading_images
 from grading.grades import GradingOptions, grade_submission
 from grading.inputs import InputPlan, plan_input
 from grading.runner import linked_data
 from models.io import save_model
-
-COPY_MODEL = 'import shutil\nshutil.copy("prebuilt.keras", "my_model.keras")\n'
-CHECK_DATA_THEN_COPY = (
-    "import os\n"
-    "def count(folder):\n"
-    '    return len([name for name in os.listdir(folder) if name.endswith(".png")])\n'
-    'print("saw", count("capts_train"), "training images and", count("capts_val"), "validation images")\n' + COPY_MODEL
-)
-SLOW_MARKER = "captcha-kit-test-slow-child"
-SLOW = (
-    "import signal, subprocess, sys, time\n"
-    f'child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "{SLOW_MARKER}"],'
-    " start_new_session=True)\n"
-    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-    "time.sleep(120)\n"
-)
-
-
-def most_and_least_common(labels):
-    """The text of the most common digit at each position, and of the least common."""
-    columns = [[label[position] for label in labels] for position in range(4)]
-    most = "".join(max("0123456789", key=column.count) for column in columns)
-    least = "".join(min("0123456789", key=column.count) for column in columns)
-    return most, least
-
-
-def expected_accuracies(labels, text):
-    return [float(np.mean([label[position] == text[position] for label in labels])) for position in range(4)]
-
-
-def lambda_reader(marker: Path) -> keras.Model:
-    """A model whose Lambda layer creates `marker` whenever its Python code runs."""
-    # Built from source so that the path is a constant inside the serialized bytecode.
-    touch = eval(f"lambda x: (__import__('pathlib').Path({str(marker)!r}).touch(), x)[1]")  # noqa: S307
-    inputs = keras.Input((144, 256, 3))
-    x = keras.layers.Lambda(touch, name="student_lambda")(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Reshape((4, 10))(keras.layers.Dense(40)(x))
-    return keras.Model(inputs, outputs)
-
-
-def processes_with(marker: str) -> list[int]:
-    """Live (not zombie) processes whose command line holds `marker`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            if marker.encode() in (entry / "cmdline").read_bytes() and state not in ("Z", "X"):
-                found.append(int(entry.name))
-        except (OSError, IndexError):
-            continue
-    return found
-
-
-def make_submission(root: Path, name: str, train_source: str | None, model: keras.Model | None = None) -> Path:
-    folder = root / name
-    folder.mkdir(parents=True)
-    if train_source is not None:
-        (folder / "train.py").write_text(train_source)
-    if model is not None:
-        save_model(model, folder / "prebuilt.keras")
-    return folder
 
 
 @pytest.fixture
@@ -109,12 +58,8 @@ def submissions(tmp_path, captcha_folders, constant_reader):
     return root, labels, most, least, marker
 
 
-def read_grades(path):
-    with open(path, newline="") as file:
-        return {row["submission"]: row for row in csv.DictReader(file)}
-
-
 def test_grading_run_over_made_up_submissions(submissions, captcha_folders, tmp_path, capsys):
+    require_sandbox()
     root, labels, most, least, marker = submissions
     train_dir, val_dir = captcha_folders
     output = tmp_path / "results" / "grades.csv"
@@ -182,7 +127,9 @@ def test_grading_run_over_made_up_submissions(submissions, captcha_folders, tmp_
     # The course data was there for training, read-only, and the submission folders were never written.
     log = (tmp_path / "results" / "grades_logs" / "good.log").read_text()
     assert "saw 24 training images and 12 validation images" in log
-    assert not any((root / name / "capts_train").exists() or (root / name / "my_model.keras").exists() for name in grades)
+    assert not any(
+        (root / name / "capts_train").exists() or (root / name / "my_model.keras").exists() for name in grades
+    )
     # Written atomically, with the options and the summary page beside it, and summarised.
     assert sorted(path.name for path in (tmp_path / "results").iterdir()) == [
         "grades.csv",
@@ -212,8 +159,9 @@ def test_grading_run_over_made_up_submissions(submissions, captcha_folders, tmp_
 
 def test_grader_refuses_missing_or_empty_folders(tmp_path, captcha_folders, capsys):
     _, val_dir = captcha_folders
-    with pytest.raises(SystemExit, match="SUBMISSION=SCALE"):
+    with pytest.raises(SystemExit) as exit_info:
         grade.main([str(tmp_path), "--input-scale-for", "alice=percent"])
+    assert exit_info.value.code == 2 and "SUBMISSION=SCALE" in capsys.readouterr().err
     for argv, message in [
         ([str(tmp_path / "nowhere"), "--val-dir", str(val_dir)], "Submissions folder not found"),
         ([str(tmp_path), "--val-dir", str(val_dir)], "No submission folders"),
@@ -358,16 +306,16 @@ def test_a_grader_fault_or_ctrl_c_keeps_the_other_grades(tmp_path, captcha_folde
     for name in ("ann", "bob", "cy"):
         folder = make_submission(tmp_path / "submissions", name, None)
         save_model(constant_reader("0000"), folder / "my_model.keras")
-    grade_one = grades_module.grade_submission
+    grade_one = schedule_module.grade_in_process
     output = tmp_path / "grades.csv"
     argv = [str(tmp_path / "submissions"), "--val-dir", str(val_dir), "--train", "never", "--output", str(output)]
 
-    def fails_on_bob(submission, *args):
+    def fails_on_bob(submission, *args, **kwargs):
         if submission.name == "bob":
             raise RuntimeError("grader bug")
-        return grade_one(submission, *args)
+        return grade_one(submission, *args, **kwargs)
 
-    monkeypatch.setattr(grades_module, "grade_submission", fails_on_bob)
+    monkeypatch.setattr(schedule_module, "grade_in_process", fails_on_bob)
     grade.main(argv)
     assert {name: row["status"] for name, row in read_grades(output).items()} == {
         "ann": "graded",
@@ -376,21 +324,23 @@ def test_a_grader_fault_or_ctrl_c_keeps_the_other_grades(tmp_path, captcha_folde
     }
     assert "grader bug" in read_grades(output)["bob"]["error"]
 
-    def ctrl_c_on_bob(submission, *args):
+    def ctrl_c_on_bob(submission, *args, **kwargs):
         if submission.name == "bob":
             raise KeyboardInterrupt
-        return grade_one(submission, *args)
+        return grade_one(submission, *args, **kwargs)
 
     output.unlink()
-    monkeypatch.setattr(grades_module, "grade_submission", ctrl_c_on_bob)
-    with pytest.raises(SystemExit, match="Interrupted"):
+    monkeypatch.setattr(schedule_module, "grade_in_process", ctrl_c_on_bob)
+    with pytest.raises(SystemExit) as exit_info:
         grade.main(argv)
+    assert exit_info.value.code == 130
     assert list(read_grades(output)) == ["ann"]
 
 
 def test_models_that_take_no_image_or_fail_on_one(tmp_path, captcha_folders):
     _, val_dir = captcha_folders
-    val = load_labelled_folder(val_dir, Alphabet())
+    loaded = load_labelled_folder(val_dir, Alphabet())
+    val = grading_images(loaded.images, loaded.codes, loaded.labels)
     options = GradingOptions(train="never")
     vector = keras.Input((40,))
     any_size = keras.Input((None, None, 3))
