@@ -25,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # Keep TensorFlow's start-up
 from serving.images import MAX_PIXELS  # noqa: E402
 
 DEFAULT_MODEL = "reference/reference.keras"
+MAX_CONNECTIONS = 1024
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,7 +134,10 @@ def main(argv=None) -> dict:
     port = listener.getsockname()[1]
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"Serving {args.model} at http://{shown_host}:{port}/  (API docs at /docs; Ctrl+C stops)", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    # uvicorn answers 503 past MAX_CONNECTIONS open connections and requests, bounding what waits before the queue.
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, limit_concurrency=MAX_CONNECTIONS
+    )
     uvicorn.Server(config).run(sockets=[listener])
     listener.close()
     return {**settings_dict(settings), "host": args.host, "port": port}

@@ -245,9 +245,11 @@ def create_app(settings: ServiceSettings, reader=None) -> FastAPI:
             answer["note"] = note
         return answer
 
+    page_html = (PAGE / "index.html").read_text()
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():
-        return HTMLResponse((PAGE / "index.html").read_text(), headers=PAGE_HEADERS)
+        return HTMLResponse(page_html, headers=PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=PAGE), name="static")
 

@@ -132,8 +132,7 @@ def test_a_chunked_body_over_max_bytes_is_cut_off_before_it_is_all_sent(server):
 
 
 def chromium_driver(profile: Path):
-    """Headless Chromium through /usr/bin/chromedriver; Selenium Manager is told to download nothing."""
-    os.environ["SE_OFFLINE"] = "true"
+    """Headless Chromium through the system's chromedriver (Selenium Manager is not asked: the Service names it)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -175,11 +174,12 @@ def characters_of(driver, element_id: str) -> str:
     CHROMIUM is None or CHROMEDRIVER is None,
     reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; .ci/run does)",
 )
-def test_the_page_reads_a_new_captcha_and_uploads_in_a_real_browser(server, tmp_path):
+def test_the_page_reads_a_new_captcha_and_uploads_in_a_real_browser(server, tmp_path, monkeypatch):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
+    monkeypatch.setenv("SE_OFFLINE", "true")  # and should Selenium Manager run all the same, it downloads nothing
     profile = tmp_path / "chromium-profile"
     driver = chromium_driver(profile)
     try:
