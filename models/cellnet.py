@@ -2,7 +2,7 @@
 
 multicolorcaptcha draws each digit in its own 64x64 cell of the 256x64 text
 strip. The model crops the strip, halves its resolution, replaces the random
-colours by a normalised foreground map (`ForegroundMap`), cuts the strip into
+colours by a normalised foreground map (`models.layers.foreground_map`), cuts the strip into
 its cells and reads every cell with the same CNN and classifier.
 
 Why this shape (2 CPU cores). The first two points come from exploratory
@@ -74,7 +74,7 @@ def build_cellnet(
         augment: Randomly shift (±8%) and rotate (±11°) each cell during
             training (inactive at inference); off by default, see above.
         colour: What the network sees of the colours: "foreground" (the
-            colour-free `ForegroundMap`, the default), "grayscale" (luminance)
+            colour-free `foreground_map`, the default), "grayscale" (luminance)
             or "rgb" (the three channels). The answers to the assignment's
             question 1 compare them (answers/answers.md).
     """

@@ -50,7 +50,7 @@ def build_shawon(
         filters: Filters of the three 3x3 convolutions.
         dense_units: Width of each branch's hidden layer.
         dropout: Dropout in each branch (the post's 0.5 stalls here; see the module docstring).
-        foreground: Read the colour-free `ForegroundMap` instead of RGB.
+        foreground: Read the colour-free `foreground_map` instead of RGB.
         downscale: Average-pooling factor before the network; None: 2 for
             the 144x256 multicolorcaptcha images (a 32x128 strip, the post's
             scale), else 1.
@@ -76,7 +76,7 @@ def shawon(alphabet, image_size, **options):
     On the raw RGB strip the same network does not learn at all: the training
     loss stays at ln(10) = 2.303 (chance) for 4 epochs at Adam's 1e-3
     (bench/results/experiment_shawon_rgb.history.csv), because the random
-    colours hide the digit shapes. The weightless `ForegroundMap` in front of
+    colours hide the digit shapes. The weightless `foreground_map` in front of
     it changes only the input; backbone and heads are the Kaggle post's.
     """
     options.setdefault("foreground", True)
