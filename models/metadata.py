@@ -32,11 +32,13 @@ from pathlib import Path
 import keras
 
 from data.alphabet import Alphabet
+from data.archive import read_member
 
 OUTPUT_KINDS = ("positions", "ctc", "seq2seq")
 METADATA_MEMBER = "captcha_kit.json"
 METADATA_ATTRIBUTE = "captcha_kit_metadata"
 FORMAT_VERSION = 1
+METADATA_BYTES = 1 << 20  # Far above any real alphabet; a larger member is refused unread (a zip can inflate).
 # The registered name of the kit's former output layer (`models.layers.AlphabetTag`).
 LEGACY_TAG_NAME = "captcha_kit>AlphabetTag"
 
@@ -126,14 +128,12 @@ def read_file_metadata(path: str | Path) -> ModelMetadata | None:
     """The `captcha_kit.json` member of a `.keras` file, or None when it has none (older and foreign files).
 
     Raises:
-        ValueError: The member exists but is not valid metadata.
+        ValueError: The member exists but is not valid metadata, or is larger than `METADATA_BYTES`
+            (`data.archive.OversizedModelError`).
     """
     try:
-        with zipfile.ZipFile(path) as archive:
-            if METADATA_MEMBER not in archive.namelist():
-                return None
-            text = archive.read(METADATA_MEMBER)
-    except zipfile.BadZipFile:
+        text = read_member(path, METADATA_MEMBER, METADATA_BYTES)
+    except (KeyError, zipfile.BadZipFile):
         return None
     try:
         return ModelMetadata.from_json(text)
