@@ -231,11 +231,13 @@ def grade_submission(
     try:
         check_archive(model_path, options.archive_limits)
     except OversizedModelError as error:
-        return {**row, "status": OVERSIZED_MODEL, "error": str(error)}
+        return {**row, "status": OVERSIZED_MODEL, "error": str(error).replace(str(model_path), options.model_file)}
     except ValueError as error:
-        return {**row, "status": UNLOADABLE_MODEL, "error": str(error)}
+        return {**row, "status": UNLOADABLE_MODEL, "error": str(error).replace(str(model_path), options.model_file)}
     stage("loading")
-    return {**row, **score_model_file(model_path, val, alphabet, options, submission.name, note=row["error"])}
+    scored = score_model_file(model_path, val, alphabet, options, submission.name, note=row["error"])
+    # Name the file as the student knows it, not by the grader's private copy.
+    return {**row, **scored, "error": scored.get("error", "").replace(str(model_path), options.model_file)}
 
 
 def score_model_file(
@@ -292,7 +294,7 @@ def output_order(model, outputs) -> str:
     if isinstance(outputs, dict):
         return ", ".join(str(key) for key in outputs)
     if isinstance(outputs, (list, tuple)) and len(outputs) > 1:
-        return ", ".join(tensor.name.split("/")[0] for tensor in model.outputs)
+        return ", ".join(str(name) for name in model.output_names)  # The output layers, in the model's list order.
     return "single output"
 
 

@@ -128,8 +128,15 @@ attempt("take all the memory", big_memory)
 attempt("fork without bound", many_processes)
 attempt("leave a daemon behind", daemon)
 
-# Then hand in a model, so grading must still happen, and be right, after all of the above.
+# Then hand in a model (the one given, or an untrained one), so grading must still happen after all of the above.
 if os.path.exists("prebuilt.keras"):
     import shutil
 
     shutil.copy("prebuilt.keras", "my_model.keras")
+else:
+    import keras
+
+    inputs = keras.Input((144, 256, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    outputs = keras.layers.Softmax()(keras.layers.Reshape((4, 10))(keras.layers.Dense(40)(x)))
+    keras.Model(inputs, outputs).save("my_model.keras")
