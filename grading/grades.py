@@ -235,13 +235,19 @@ def grade_submission(
     except ValueError as error:
         return {**row, "status": UNLOADABLE_MODEL, "error": str(error).replace(str(model_path), options.model_file)}
     stage("loading")
-    scored = score_model_file(model_path, val, alphabet, options, submission.name, note=row["error"])
+    scored = score_model_file(model_path, val, alphabet, options, submission.name, row["error"], stage)
     # Name the file as the student knows it, not by the grader's private copy.
     return {**row, **scored, "error": scored.get("error", "").replace(str(model_path), options.model_file)}
 
 
 def score_model_file(
-    model_path: Path, val: GradingImages, alphabet: Alphabet, options: GradingOptions, name: str, note: str = ""
+    model_path: Path,
+    val: GradingImages,
+    alphabet: Alphabet,
+    options: GradingOptions,
+    name: str,
+    note: str = "",
+    stage=lambda name: None,
 ) -> dict:
     """Loads a size-checked model file in safe mode and scores it: the status and figures of its row."""
     import keras  # Here, not at the top: training and the checks before need no TensorFlow.
@@ -262,6 +268,7 @@ def score_model_file(
     except ValueError as error:
         return {"status": WRONG_INPUT_SHAPE, "error": str(error)}
     row = {"preprocessing": plan.describe(val.images.shape[1:3])}
+    stage("predicting")
     try:
         outputs = model.predict_on_batch(plan.apply(val.images[:2]))
     except Exception as error:  # A student's model may fail in any way.

@@ -28,6 +28,7 @@ def _figure_to_data_uri(figure) -> str:
 def summary_figures(rows: list[dict], threshold: float) -> dict[str, str]:
     """{title: PNG data URI} for the page's four figures."""
     from matplotlib.figure import Figure  # The object API: no backend is chosen or switched.
+    from matplotlib.ticker import MaxNLocator
 
     figures = {}
     graded = [float(row["mean_accuracy"]) for row in rows if row["status"] == GRADED]
@@ -36,7 +37,8 @@ def summary_figures(rows: list[dict], threshold: float) -> dict[str, str]:
     axes.hist(graded, bins=[index / 20 for index in range(21)], color="#4c72b0", edgecolor="white")
     axes.axvline(threshold, color="#c44e52", linestyle="--", label=f"pass bar {threshold:.0%} per digit")
     axes.set(xlabel="mean per-digit accuracy", ylabel="submissions", xlim=(0, 1))
-    axes.legend(loc="upper left", frameon=False)
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)  # Above the axes, never on a bar.
     figures["Mean per-digit accuracy of the graded submissions"] = _figure_to_data_uri(figure)
 
     passed = sum(row["verdict"] == "PASS" for row in rows)
@@ -55,6 +57,7 @@ def summary_figures(rows: list[dict], threshold: float) -> dict[str, str]:
     names = sorted(statuses, key=statuses.get)
     axes.barh(names, [statuses[name] for name in names], color="#8172b2")
     axes.set(xlabel="submissions")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     figures["Submissions per status"] = _figure_to_data_uri(figure)
 
     timed = sorted(
@@ -80,7 +83,8 @@ def write_report(rows: list[dict], path: str | Path, threshold: float, length: i
         "content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">",
         f"<title>{escape(title)}</title>",
         "<style>body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:.2em .5em;font-size:90%}figure{display:inline-block;margin:0 1em 1em 0}"
+        "td,th{border:1px solid #ccc;padding:.2em .5em;font-size:90%;max-width:30em;"
+        "overflow-wrap:anywhere}figure{display:inline-block;margin:0 1em 1em 0}"
         ".PASS{color:#2a7d3f}.FAIL{color:#b02a2a}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
         f"<p>{len(rows)} submissions, {sum(row['verdict'] == 'PASS' for row in rows)} pass.</p>",

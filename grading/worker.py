@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -33,6 +34,7 @@ from grading.sandbox import cores_for_slot, launch_command
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DIED_WHILE = {"loading": UNLOADABLE_MODEL, "predicting": PREDICTION_FAILED}
+SCORING_TIME_LIMIT = 900  # seconds beyond the training time limit for copying, loading and scoring one model
 
 
 def grade_in_process(
@@ -94,7 +96,11 @@ def grade_in_process(
             start_new_session=True,
         )
         register(process)
-        returncode = process.wait()
+        try:
+            returncode = process.wait(timeout=options.time_limit + SCORING_TIME_LIMIT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # Its sandbox, if still running, ends with it.
+            returncode = process.wait()
     try:
         return json.loads(Path(spec["result"]).read_text())
     except (OSError, ValueError):
@@ -102,6 +108,8 @@ def grade_in_process(
     stage = Path(spec["stage"]).read_text().strip() if Path(spec["stage"]).exists() else "starting"
     how = f"signal {-returncode}" if returncode < 0 else f"status {returncode}"
     error = f"the grading process died ({how}) while {stage}; see {log_path.name}"
+    if time.monotonic() - started >= options.time_limit + SCORING_TIME_LIMIT:
+        error = f"grading ran past its {options.time_limit + SCORING_TIME_LIMIT:g} s and was stopped while {stage}"
     status = DIED_WHILE.get(stage, GRADER_ERROR)
     return failed_row(
         name, status, error, train_seconds=round(time.monotonic() - started, 1) if stage != "starting" else ""

@@ -190,3 +190,37 @@ def test_a_missing_sandbox_is_refused_with_how_to_fix_it(tmp_path, captcha_folde
     )
     assert "--sandbox none" in capsys.readouterr().err and result["rows"][0]["status"] == "no_train_script"
     assert json.loads((tmp_path / "grades.json").read_text())["sandbox"]["kind"] == "none"
+
+
+def test_a_run_cgroup_gets_its_memory_and_process_limits(tmp_path):
+    from grading.sandbox import make_run_cgroup, remove_run_cgroup
+
+    folder = make_run_cgroup(tmp_path, "run0", Limits(memory_bytes=3 * 1024**3, processes=77))
+    assert (folder / "memory.max").read_text() == str(3 * 1024**3) and (folder / "pids.max").read_text() == "77"
+    for name in ("memory.max", "pids.max"):
+        (folder / name).unlink()  # A real cgroup's files vanish with it; here the test removes them.
+    remove_run_cgroup(folder)
+    assert not folder.exists()
+
+
+def test_a_grading_process_that_dies_is_named_by_its_stage(tmp_path, captcha_folders, constant_reader, monkeypatch):
+    _, val_dir = captcha_folders
+    folder = tmp_path / "class" / "crasher"
+    folder.mkdir(parents=True)
+    save_model(constant_reader("1234"), folder / "my_model.keras")
+    # The scoring process is killed as it loads the model, as a model that crashes TensorFlow would.
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "hooks"))
+    (tmp_path / "hooks").mkdir()
+    (tmp_path / "hooks" / "sitecustomize.py").write_text(
+        "import os, signal, grading.grades as grades\n"
+        "original = grades.score_model_file\n"
+        "def crash(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGSEGV)\n"
+        "grades.score_model_file = crash\n"
+    )
+    result = grade.main(
+        [str(tmp_path / "class"), "--val-dir", str(val_dir), "--train", "never"]
+        + ["--output", str(tmp_path / "grades.csv")]
+    )
+    (row,) = result["rows"]
+    assert row["status"] == "unloadable_model" and "signal 11" in row["error"] and "loading" in row["error"]
