@@ -161,17 +161,22 @@ class Batcher:
         self.model_calls += 1
         self.images_read += len(items)
         self.batch_sizes[len(items)] += 1
+        # One wake-up of each event loop for the whole batch, not one per image.
+        by_loop = collections.defaultdict(list)
         for item, (reading, error) in zip(items, outcomes):
+            by_loop[item.loop].append((item.future, reading, error))
+        for loop, answers in by_loop.items():
             try:
-                item.loop.call_soon_threadsafe(_settle, item.future, reading, error)
-            except RuntimeError:  # Its event loop has closed: nobody waits for this answer any more.
+                loop.call_soon_threadsafe(_settle, answers)
+            except RuntimeError:  # Its event loop has closed: nobody waits for these answers any more.
                 pass
 
 
-def _settle(future: asyncio.Future, reading, error) -> None:
-    if future.done():  # The request was cancelled (its client went away).
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(reading)
+def _settle(answers) -> None:
+    for future, reading, error in answers:
+        if future.done():  # The request was cancelled (its client went away).
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(reading)

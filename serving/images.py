@@ -86,7 +86,9 @@ def decode_image(data: bytes, input_shape, max_pixels: int = MAX_PIXELS) -> tupl
             image = Image.alpha_composite(white, image)
             notes.append("transparent pixels composited onto white")
     height_wanted, width_wanted, channels = input_shape
-    image = image.convert("L" if channels == 1 else "RGB")
+    mode = "L" if channels == 1 else "RGB"
+    if image.mode != mode:
+        image = image.convert(mode)
     size = (width_wanted or width, height_wanted or height)
     if size != (width, height):
         image = image.resize(size, Image.BILINEAR)

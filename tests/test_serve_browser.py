@@ -203,6 +203,8 @@ def test_the_page_reads_a_new_captcha_and_uploads_in_a_real_browser(server, tmp_
         upload = tmp_path / "upload.png"
         Image.open(_png_file(server, "upload1", tmp_path)).resize((200, 112)).save(upload)
         driver.find_element("id", "file-input").send_keys(str(upload))
+        # The caption changes with the status ("Reading…"), so "Read" after it is this upload's reading.
+        wait.until(lambda driver: "upload.png" in driver.find_element("id", "source-line").text)
         wait.until(lambda driver: driver.find_element("id", "status").text.startswith("Read"))
         expected = server.post("/api/read", upload.read_bytes())
         assert characters_of(driver, "read-text") == expected["text"]
