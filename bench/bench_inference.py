@@ -89,7 +89,10 @@ def onnxruntime_speeds(model, captchas: np.ndarray, batch_sizes, calls: int, sec
             path = export_model(model, Path(folder) / "model.onnx", "onnx")
         except ValueError as error:
             return {"skipped": str(error)}
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        # Its threads otherwise spin on after each call and slow down the Keras call that follows in turn.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def run(batch):
         return session.run(None, {"image": batch.astype("float32")})[0]
