@@ -14,8 +14,9 @@ Endpoints (OpenAPI at /docs and /openapi.json):
 
 No request names a file: the model is the one given at start-up. Requests
 are answered with JSON errors (`{"detail": reason}`) and never stop the
-service: 400/415 for bad images, 413 for bodies over `max_bytes`, 503 with
-Retry-After when too many images wait for the model.
+service: 400/415 for bad images, 413 for bodies over `max_bytes`, 408 for a
+body slower than 30 s to arrive, 503 with Retry-After when too many images
+wait for the model.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ BATCH_BODY = {
 }
 ERRORS = {
     400: {"description": "Not a readable image: broken, truncated, too many pixels, malformed form"},
+    408: {"description": "Body slower than 30 s to arrive"},
     413: {"description": "Body over --max-bytes"},
     415: {"description": "Not an image of an accepted format"},
     503: {"description": "Too many images waiting; retry after the Retry-After seconds"},

@@ -12,8 +12,11 @@ over 1 MB to a temporary file on disk, and the service writes nothing to disk.
 
 from __future__ import annotations
 
+import asyncio
+
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+BODY_TIMEOUT_SECONDS = 30.0
 # Multipart parts taken as images: any part that names a file, or one of these field names.
 IMAGE_FIELD_NAMES = ("file", "files", "image", "images")
 
@@ -26,13 +29,23 @@ class UploadError(ValueError):
         self.status = status
 
 
-async def read_body(request, max_bytes: int) -> bytes:
+async def read_body(request, max_bytes: int, timeout_seconds: float = BODY_TIMEOUT_SECONDS) -> bytes:
     """The request's body, refused with `UploadError` (413) as soon as it is known to exceed `max_bytes`.
 
     Args:
         request: A Starlette `Request`.
         max_bytes: The largest body accepted.
+        timeout_seconds: How long the whole body may take to arrive; a client trickling
+            bytes to hold a connection open gets 408 instead.
     """
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            return await _read_bounded(request, max_bytes)
+    except TimeoutError as error:
+        raise UploadError(f"The body took over {timeout_seconds:g} s to arrive.", 408) from error
+
+
+async def _read_bounded(request, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():

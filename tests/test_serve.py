@@ -21,7 +21,7 @@ from models.io import load_model, save_model
 from serving.app import ServiceSettings, create_app
 from serving.batching import Batcher, QueueFullError
 from serving.images import ImageError, decode_image
-from serving.uploads import parse_multipart
+from serving.uploads import UploadError, parse_multipart, read_body
 
 IMAGE_SHAPE = (144, 256, 3)
 
@@ -216,6 +216,28 @@ def test_transparent_images_are_composited_onto_white():
     assert note is None and (opaque == 0).all()  # multicolorcaptcha's images are RGBA, all opaque
     jpeg, note = decode_image(png_bytes(Image.new("RGB", (256, 144), (9, 9, 9)), "JPEG"), IMAGE_SHAPE)
     assert note is None and jpeg.dtype == np.uint8 and abs(int(jpeg[0, 0, 0]) - 9) <= 2
+
+
+@pytest.mark.parametrize("format", ["PNG", "JPEG", "GIF", "BMP", "WEBP"])
+def test_every_accepted_format_decodes(format):
+    image, note = decode_image(png_bytes(Image.new("RGB", (256, 144), (250, 250, 250)), format), IMAGE_SHAPE)
+    assert image.shape == IMAGE_SHAPE and image.dtype == np.uint8 and note is None
+
+
+def test_a_body_that_trickles_in_gets_408():
+    import asyncio
+
+    class TricklingRequest:
+        headers = {}
+
+        async def stream(self):
+            while True:
+                await asyncio.sleep(0.05)
+                yield b"x"
+
+    with pytest.raises(UploadError) as raised:
+        asyncio.run(read_body(TricklingRequest(), max_bytes=1000, timeout_seconds=0.2))
+    assert raised.value.status == 408
 
 
 def test_image_errors_carry_their_status():
