@@ -401,3 +401,20 @@ def test_bad_arguments_are_one_error_line_and_exit_2(argv, message, capsys, tiny
     error = capsys.readouterr().err.strip().splitlines()
     assert raised.value.code == 2 and len(error) == 1
     assert error[0].startswith("error: ") and message in error[0]
+
+
+def test_a_variable_length_imagecaptcha_model_gets_imagecaptchas_of_its_size_and_alphabet(tmp_path):
+    from data.alphabet import Alphabet
+
+    alphabet = Alphabet("0123456789ABCDEF", 5, min_length=3)
+    model = models.get_model("crnn_ctc_tiny", alphabet=alphabet, image_size=(40, 100))
+    model_path = save_model(model, tmp_path / "ctc.keras")
+    with make_client(model_path, Reader(load_model(model_path))) as client:
+        described = client.get("/api/model").json()
+        captcha = client.get("/api/captcha?seed=ctc")
+        answer = client.post("/api/read", content=captcha.content).json()
+    assert described["generator"] == "imagecaptcha" and described["min_length"] == 3
+    assert Image.open(io.BytesIO(captcha.content)).size == (100, 40)
+    truth = captcha.headers["X-Captcha-Text"]
+    assert 3 <= len(truth) <= 5 and set(truth) <= set(alphabet.characters)
+    assert set(answer["text"]) <= set(alphabet.characters) and len(answer["characters"]) == len(answer["text"])
