@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -88,8 +89,8 @@ def sandbox_overhead(calls: int) -> dict:
         started = time.perf_counter()
         subprocess.run(command, check=True, env=sandboxing.sandbox_environment(1))
         sandboxed.append(time.perf_counter() - started)
-        stage_root.rmdir()
-    workdir.rmdir()
+        shutil.rmtree(stage_root)
+    shutil.rmtree(workdir)
     return {
         "direct_seconds": statistics.median(direct),
         "sandboxed_seconds": statistics.median(sandboxed),
@@ -115,7 +116,7 @@ def timed_grading(root: Path, course: Path, output: Path, extra: list[str]) -> d
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--submissions", type=int, default=8, help="submissions in the class (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=250, help="training steps of each (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=750, help="training steps of each (default: %(default)s)")
     parser.add_argument("--calls", type=int, default=20, help="sandbox starts timed (default: %(default)s)")
     parser.add_argument("--output", default=str(RESULTS / "grading.json"), help="the results file")
     args = parser.parse_args(argv)

@@ -20,6 +20,7 @@ otherwise the scheduler itself first retries up to its default three times.
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import shutil
@@ -77,6 +78,7 @@ def _worker_images(options: GradingOptions, alphabet: Alphabet, labels_file: str
             loaded = load_labelled_folder(folder, alphabet, labels_file=labels_file, cache=False, strict=strict)
             val = grading_images(loaded.images, loaded.codes, loaded.labels)
             private = write_private_copy(val, tempfile.mkdtemp(prefix="captcha-kit-images-"))
+            atexit.register(shutil.rmtree, private, ignore_errors=True)  # Kept for the worker's life, no longer.
             _worker_state["images"][key] = (private, val.sha256)
         return _worker_state["images"][key]
 
