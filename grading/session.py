@@ -40,13 +40,13 @@ def resolve_options(args) -> tuple[grades.GradingOptions, int]:
     cpus = len(sandbox.available_cores())
     if args.cores is not None and not 1 <= args.cores <= cpus:
         raise ValueError(f"--cores must lie in 1..{cpus} (the CPUs here). Received: {args.cores}")
-    jobs = args.jobs or max(1, cpus // (args.cores or cpus))
-    if jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be positive. Received: {args.jobs}")
+    jobs = args.jobs or max(1, cpus // (args.cores or cpus))
     limits = sandbox.Limits(
-        sandbox.parse_size(args.memory_limit), sandbox.parse_size(args.file_size_limit), args.process_limit
+        _size(args.memory_limit, "--memory-limit"), _size(args.file_size_limit, "--file-size-limit"), args.process_limit
     )
-    model_bytes = sandbox.parse_size(args.max_model_size)
+    model_bytes = _size(args.max_model_size, "--max-model-size")
     output = Path(args.output)
     options = grades.GradingOptions(
         train=args.train,
@@ -63,6 +63,13 @@ def resolve_options(args) -> tuple[grades.GradingOptions, int]:
         archive_limits=ArchiveLimits(member_bytes=model_bytes, total_bytes=model_bytes),
     )
     return options, jobs
+
+
+def _size(text: str, option: str) -> int:
+    try:
+        return sandbox.parse_size(text)
+    except ValueError as error:
+        raise ValueError(f"{option}: {error}") from None
 
 
 def grade_folder(args, announce=print) -> dict:
