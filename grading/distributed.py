@@ -21,22 +21,26 @@ otherwise the scheduler itself first retries up to its default three times.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import fcntl
 import io
 import os
 import shutil
 import tarfile
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from data.alphabet import Alphabet
 from grading.course import grading_images, write_private_copy
 from grading.grades import GRADER_ERROR, WORKER_LOST, GradingOptions, failed_row
-from grading.sandbox import SandboxUnavailableError, check_sandbox
+from grading.sandbox import SandboxUnavailableError, available_cores, check_sandbox
 
 MAX_SUBMISSION_BYTES = 512 * 1024**2  # An archive larger than this is not sent over the network.
 MAX_LOG_BYTES = 1024**2  # The end of a worker's log that comes back with the row.
-_worker_state = {"lock": threading.Lock(), "images": {}, "slots": None}
+_worker_state = {"lock": threading.Lock(), "images": {}}
+MAX_SLOTS = 64  # Concurrent gradings per machine when each run has all CPUs (slots then only separate users).
 
 
 def pack_submission(folder: Path, limit: int = MAX_SUBMISSION_BYTES) -> bytes:
@@ -83,15 +87,33 @@ def _worker_images(options: GradingOptions, alphabet: Alphabet, labels_file: str
         return _worker_state["images"][key]
 
 
-def _take_slot(nthreads: int):
-    with _worker_state["lock"]:
-        if _worker_state["slots"] is None:
-            import queue
+@contextlib.contextmanager
+def machine_slot(cores_per_run: int | None):
+    """A job slot no other grading on this machine holds (its CPUs and sandbox user), for the block.
 
-            _worker_state["slots"] = queue.Queue()
-            for slot in range(nthreads):
-                _worker_state["slots"].put(slot)
-    return _worker_state["slots"]
+    Several Dask worker processes, and threads in each, may grade on one
+    machine at once; a lock file per slot, held with `flock`, keeps their CPUs
+    and users apart whatever their number. The lock ends with its process.
+    """
+    cores = len(available_cores())
+    slots = max(1, cores // cores_per_run) if cores_per_run else MAX_SLOTS
+    folder = Path(tempfile.gettempdir()) / "captcha-kit-slots"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    while True:
+        for slot in range(slots):
+            handle = open(folder / f"slot{slot}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            try:
+                yield slot
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
+            return
+        time.sleep(0.5)  # More gradings than slots: wait for one to end.
 
 
 def _check_sandbox_once(options: GradingOptions) -> None:
@@ -103,45 +125,46 @@ def _check_sandbox_once(options: GradingOptions) -> None:
 
 def grade_remote(name: str, packed: bytes, spec: dict) -> dict:
     """Runs on a Dask worker: grades one packed submission and returns its row and the end of its log."""
-    from distributed import get_worker
-
-    from grading.worker import grade_in_process
-
     options = GradingOptions.from_json(spec["options"])
     alphabet = Alphabet(*spec["alphabet"])
     options.data_folders = {key: course_folder(str(path)) for key, path in options.data_folders.items()}
     work_root = Path(tempfile.mkdtemp(prefix="captcha-kit-grading-"))
     os.chmod(work_root, 0o711)
     options.logs = work_root / "logs"
-    slots = _take_slot(get_worker().state.nthreads)
-    slot = slots.get()
     try:
-        if options.sandbox.kind != "none":
-            try:
-                _check_sandbox_once(options)
-            except SandboxUnavailableError as error:
-                return {"row": failed_row(name, GRADER_ERROR, f"on {get_worker().address}: {error}"), "log": ""}
-        images, sha256 = _worker_images(options, alphabet, spec["labels"], spec["strict"])
-        if sha256 != spec["val_sha256"]:
-            row = failed_row(
-                name,
-                GRADER_ERROR,
-                f"the validation images on worker {get_worker().address} differ from the grader's "
-                f"(fingerprint {sha256[:12]}, expected {spec['val_sha256'][:12]})",
-            )
-            return {"row": row, "log": ""}
-        submission = unpack_submission(packed, work_root / "submissions" / name)
-        row = grade_in_process(submission, images, alphabet, options, slot, work_root / "work")
-        log = options.logs / f"{name}.log"
-        text = ""
-        if log.exists():
-            with open(log, "rb") as file:
-                file.seek(max(0, log.stat().st_size - MAX_LOG_BYTES))
-                text = file.read().decode(errors="replace")
-        return {"row": {**row, "worker": get_worker().address}, "log": text}
+        with machine_slot(options.sandbox.cores_per_run) as slot:
+            return _grade_in_slot(name, packed, spec, options, alphabet, slot, work_root)
     finally:
-        slots.put(slot)
         shutil.rmtree(work_root, ignore_errors=True)
+
+
+def _grade_in_slot(name, packed, spec, options, alphabet, slot, work_root) -> dict:
+    """`grade_remote`'s work once it holds job slot `slot`."""
+    from distributed import get_worker
+
+    from grading.worker import grade_in_process
+
+    address = get_worker().address
+    if options.sandbox.kind != "none":
+        try:
+            _check_sandbox_once(options)
+        except SandboxUnavailableError as error:
+            return {"row": failed_row(name, GRADER_ERROR, f"on {address}: {error}"), "log": ""}
+    images, sha256 = _worker_images(options, alphabet, spec["labels"], spec["strict"])
+    if sha256 != spec["val_sha256"]:
+        error = (
+            f"the validation images on worker {address} differ from the grader's "
+            f"(fingerprint {sha256[:12]}, expected {spec['val_sha256'][:12]})"
+        )
+        return {"row": failed_row(name, GRADER_ERROR, error), "log": ""}
+    submission = unpack_submission(packed, work_root / "submissions" / name)
+    row = grade_in_process(submission, images, alphabet, options, slot, work_root / "work")
+    log, text = options.logs / f"{name}.log", ""
+    if log.exists():
+        with open(log, "rb") as file:
+            file.seek(max(0, log.stat().st_size - MAX_LOG_BYTES))
+            text = file.read().decode(errors="replace")
+    return {"row": {**row, "worker": address}, "log": text}
 
 
 def grade_on_cluster(address, submissions, alphabet, options, val_sha256, on_row, labels=None, strict=False) -> None:
