@@ -7,7 +7,7 @@ colour as the median of every 16th pixel instead of all of them. This counts
 the images whose foreground map differs between the two, and times both on
 batches of 64, on the 2x downscaled text strip that cellnet feeds it. It
 also compares the built-in map with the former custom `ForegroundMap` layer
-(files saved before issue 15): the images whose maps differ (none expected)
+(files saved by earlier versions of the kit): the images whose maps differ (none expected)
 and the time of each, both as Functional models, their calls taken in turns.
 (The sampling figures in the README were measured on that former layer.)
 """

@@ -39,7 +39,7 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # keras.applications.imagenet_utils
 
 @keras.saving.register_keras_serializable(package="captcha_kit")
 class ReverseChannels(layers.Layer):
-    """Legacy (files saved before issue 15): RGB to BGR, now `ops.flip` in `scale_for`. No weights."""
+    """Legacy (files saved by earlier versions of the kit): RGB to BGR, now `ops.flip` in `scale_for`. No weights."""
 
     def call(self, images):
         return ops.flip(images, axis=-1)

@@ -1,4 +1,4 @@
-"""Rewrites a `.keras` file saved before issue 15 so that it loads with plain Keras, weights and scores unchanged.
+"""Rewrites a `.keras` file of an earlier kit version to load with plain Keras, weights and scores unchanged.
 
     python -m models.convert reference/stage2.keras runs/stage2_portable.keras
     python -m models.convert OLD.keras NEW.keras --data capts_val --images 512
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m models.convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("source", help="the .keras file saved before issue 15")
+    parser.add_argument("source", help="the .keras file saved by earlier versions of the kit")
     parser.add_argument("destination", help="the .keras file to write")
     check = parser.add_argument_group("score check")
     check.add_argument("--data", default=None, help="folder of labelled images to compare on (default: random images)")

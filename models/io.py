@@ -11,7 +11,7 @@ label lengths and kind of scores (`models.metadata`), which Keras ignores and
 Keras's own layers and operations, so the file loads with plain
 `keras.models.load_model(path)` in a Python without the kit (only the seq2seq
 readers keep a custom layer, `models.registry.CUSTOM_LAYER_MODELS`): a model
-loaded from a file saved before issue 15 is rebuilt on the built-in layers
+loaded from a file saved by earlier versions of the kit is rebuilt on the built-in layers
 first (`models.layers.replace_legacy_layers`, same weights and scores).
 """
 

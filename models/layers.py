@@ -4,10 +4,10 @@
 layers and `keras.ops` operations to a Functional model. Keras serializes
 those operations as its own (module `keras.src.ops.numpy`), so a model built
 with them loads with plain `keras.models.load_model`, in safe mode, in a
-Python that does not have the kit (issue 15).
+Python that does not have the kit.
 
 The classes below them (`ForegroundMap`, `Grayscale`, `AlphabetTag`) are
-legacy readers: files saved before issue 15 (reference/stage1.keras,
+legacy readers: files saved by earlier versions of the kit (reference/stage1.keras,
 stage2.keras, the fixtures in tests/fixtures) name them, so they stay
 registered; the kit no longer builds them into new models. `ForegroundMap`
 and `foreground_map` compute the same numbers, so converting an old file
@@ -103,7 +103,7 @@ def grayscale(images, name: str = "grayscale"):
 
 
 def find_alphabet_tag(model: keras.Model) -> AlphabetTag | None:
-    """The model's legacy `AlphabetTag` layer (files saved before issue 15), or None."""
+    """The model's legacy `AlphabetTag` layer (files saved by earlier versions of the kit), or None."""
     for layer in reversed(model.layers):
         if isinstance(layer, AlphabetTag):
             return layer
@@ -124,12 +124,12 @@ def output_kind(model: keras.Model) -> str:
     return metadata.kind if metadata else "positions"
 
 
-# Legacy readers: every class below is named by files saved before issue 15; new models do not use them.
+# Legacy readers: every class below is named by files saved by earlier versions of the kit; new models do not use them.
 
 
 @keras.saving.register_keras_serializable(package="captcha_kit")
 class ForegroundMap(layers.Layer):
-    """Legacy: the layer form of `foreground_map` (same numbers), in files saved before issue 15.
+    """Legacy: the layer form of `foreground_map` (same numbers), in files saved by earlier versions of the kit.
 
     Args:
         sample_stride: Use every this many pixels for the median (1: all).
@@ -159,7 +159,7 @@ class ForegroundMap(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="captcha_kit")
 class Grayscale(layers.Layer):
-    """Legacy: the layer form of `grayscale`, in files saved before issue 15. No weights.
+    """Legacy: the layer form of `grayscale`, in files saved by earlier versions of the kit. No weights.
 
     Input: (batch, height, width, 3) floats. Output: (batch, height, width, 1).
     """
@@ -174,7 +174,7 @@ class Grayscale(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="captcha_kit")
 class AlphabetTag(layers.Layer):
-    """Legacy: the output layer, named `characters`, of models saved before issue 15; passes the scores through.
+    """Legacy: the output layer, named `characters`, of models saved by earlier kit versions; passes scores through.
 
     Its configuration records the characters the model reads (in class
     order), the label length (the longest, and the shortest for
@@ -255,7 +255,7 @@ def replace_legacy_layers(model: keras.Model) -> keras.Model:
     carried over.
 
     Args:
-        model: A Functional model, e.g. loaded from a file saved before issue 15.
+        model: A Functional model, e.g. loaded from a file saved by earlier versions of the kit.
 
     Returns:
         A Functional model made only of Keras's layers and operations (and

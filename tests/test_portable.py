@@ -1,4 +1,4 @@
-"""Kit models load with plain Keras where the kit is not installed; files saved before that still read (issue 15).
+"""Kit models load with plain Keras where the kit is not installed; files saved before that still read.
 
 The plain-Keras side runs in a fresh `python -I` (isolated: no current
 folder, no PYTHONPATH, no user site) whose working directory is outside the
@@ -85,7 +85,7 @@ def test_full_size_models_load_with_plain_keras(tmp_path):
 
 
 def test_the_assignment_models_are_plain():
-    # The models issue 15 names, their tiny variants, and the CTC reader: no custom layer anywhere.
+    # The models the assignment uses, their tiny variants, and the CTC reader: no custom layer anywhere.
     for name in ("cellnet", "shawon", "fourblock", "vgg_notebook", "resnet18", "efficientnet_lite0", "crnn_ctc"):
         assert name in PLAIN_MODELS and f"{name}_tiny" in PLAIN_MODELS
     assert set(CUSTOM_LAYER_MODELS) == {"cnn_seq2seq", "cnn_seq2seq_tiny"}
