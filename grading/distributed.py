@@ -30,6 +30,7 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 from data.alphabet import Alphabet
@@ -192,32 +193,44 @@ def grade_on_cluster(address, submissions, alphabet, options, val_sha256, on_row
     }
     logs = Path(options.logs)
     logs.mkdir(parents=True, exist_ok=True)
+    waiting = deque((submission, 1) for submission in submissions)  # (folder, attempt)
     with Client(address, set_as_default=False) as client:
-        futures, attempts, packs = {}, {}, {}
-        for submission in submissions:
-            try:
-                packs[submission.name] = pack_submission(submission)  # In the task itself: it outlives a lost worker.
-            except ValueError as error:
-                on_row(failed_row(submission.name, GRADER_ERROR, str(error)))
-                continue
-            future = client.submit(grade_remote, submission.name, packs[submission.name], spec, pure=False)
-            futures[future], attempts[submission.name] = submission.name, 1
-        pending = as_completed(list(futures), loop=client.loop)
+        client.wait_for_workers(1)
+        futures = {}
+        pending = as_completed(loop=client.loop)
+
+        def feed() -> None:
+            # As many tasks as the cluster has threads, one more as each ends, like the local job pool:
+            # no submission waits behind a busy worker while another is idle, and the archives are made
+            # only when sent.
+            capacity = max(1, sum(client.nthreads().values()))
+            while waiting and len(futures) < capacity:
+                submission, attempt = waiting.popleft()
+                try:
+                    packed = pack_submission(submission)
+                except ValueError as error:
+                    on_row(failed_row(submission.name, GRADER_ERROR, str(error)))
+                    continue
+                future = client.submit(grade_remote, submission.name, packed, spec, pure=False)
+                futures[future] = (submission, attempt)
+                pending.add(future)
+
+        feed()
         for future in pending:
-            name = futures.pop(future)
+            submission, attempt = futures.pop(future)
             try:
                 result = future.result()
             except KilledWorker:
-                if attempts[name] < 2:
-                    attempts[name] += 1
-                    retry = client.submit(grade_remote, name, packs[name], spec, pure=False)
-                    futures[retry] = name
-                    pending.add(retry)
-                    continue
-                on_row(failed_row(name, WORKER_LOST, "the worker grading it died, twice; not graded"))
+                if attempt < 2:
+                    waiting.appendleft((submission, attempt + 1))
+                else:
+                    on_row(failed_row(submission.name, WORKER_LOST, "the worker grading it died, twice; not graded"))
+                feed()
                 continue
             except Exception as error:  # The task failed for a reason of the grader's own.
-                on_row(failed_row(name, GRADER_ERROR, f"{type(error).__name__}: {error}"))
+                on_row(failed_row(submission.name, GRADER_ERROR, f"{type(error).__name__}: {error}"))
+                feed()
                 continue
-            (logs / f"{name}.log").write_text(result["log"])
+            (logs / f"{submission.name}.log").write_text(result["log"])
             on_row(result["row"])
+            feed()
