@@ -92,9 +92,9 @@ def sandbox_overhead(calls: int) -> dict:
         shutil.rmtree(stage_root)
     shutil.rmtree(workdir)
     return {
-        "direct_seconds": statistics.median(direct),
-        "sandboxed_seconds": statistics.median(sandboxed),
-        "overhead_seconds": statistics.median(sandboxed) - statistics.median(direct),
+        "direct_seconds": round(statistics.median(direct), 4),
+        "sandboxed_seconds": round(statistics.median(sandboxed), 4),
+        "overhead_seconds": round(statistics.median(sandboxed) - statistics.median(direct), 4),
         "calls": calls,
     }
 
@@ -110,7 +110,7 @@ def timed_grading(root: Path, course: Path, output: Path, extra: list[str]) -> d
     seconds = time.perf_counter() - started
     with open(output, newline="") as file:
         statuses = sorted({row["status"] for row in csv.DictReader(file)})
-    return {"seconds": seconds, "statuses": statuses}
+    return {"seconds": round(seconds, 1), "statuses": statuses}
 
 
 def main(argv=None) -> dict:
@@ -138,7 +138,7 @@ def main(argv=None) -> dict:
             extra = ["--scheduler", cluster.scheduler_address, "--cores", "1"]
             runs["dask2"] = timed_grading(root, folder / "course", folder / "dask.csv", extra)
     for run in runs.values():
-        run["submissions_per_minute"] = 60 * args.submissions / run["seconds"]
+        run["submissions_per_minute"] = round(60 * args.submissions / run["seconds"], 3)
     speedup = runs["jobs1"]["seconds"] / runs["jobs2"]["seconds"]
     dask_gap = runs["dask2"]["seconds"] / runs["jobs2"]["seconds"] - 1
     result = {
@@ -147,8 +147,8 @@ def main(argv=None) -> dict:
         "machine": f"{os.cpu_count()} CPU cores, Python {sys.version.split()[0]}",
         "runs": runs,
         "sandbox": overhead,
-        "jobs2_speedup": speedup,
-        "dask_slower_than_jobs2": dask_gap,
+        "jobs2_speedup": round(speedup, 3),
+        "dask_slower_than_jobs2": round(dask_gap, 4),
         "targets": {
             "overhead_seconds": [OVERHEAD_TARGET_SECONDS, overhead["overhead_seconds"] <= OVERHEAD_TARGET_SECONDS],
             "jobs2_speedup": [JOBS_SPEEDUP_TARGET, speedup >= JOBS_SPEEDUP_TARGET],
