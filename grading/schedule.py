@@ -140,12 +140,20 @@ def grade_locally(submissions, images_folder, alphabet, options, jobs, on_row) -
 
     executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="grade")
     try:
-        futures = {executor.submit(grade, submission): submission for submission in submissions}
+        futures = {executor.submit(grade, submission): index for index, submission in enumerate(submissions)}
         remaining = set(futures)
         while remaining:
             finished, remaining = wait(remaining, timeout=1.0, return_when=FIRST_COMPLETED)
-            for future in finished:
-                on_row(future.result())
+            stop = None
+            for future in sorted(finished, key=futures.get):
+                try:
+                    row = future.result()
+                except BaseException as error:  # Ctrl-C in a job: record the rows that did finish first.
+                    stop = stop or error
+                    continue
+                on_row(row)
+            if stop is not None:
+                raise stop
     except BaseException:
         for future in futures:
             future.cancel()
