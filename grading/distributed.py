@@ -58,11 +58,22 @@ def pack_submission(folder: Path, limit: int = MAX_SUBMISSION_BYTES) -> bytes:
     return buffer.getvalue()
 
 
-def unpack_submission(packed: bytes, folder: Path) -> Path:
-    """Extracts a `pack_submission` archive, refusing paths outside `folder` and special files."""
-    folder.mkdir(parents=True, exist_ok=True)
+def unpack_submission(packed: bytes, folder: Path, limit: int = MAX_SUBMISSION_BYTES) -> Path:
+    """Extracts a `pack_submission` archive, refusing paths outside `folder`, special files, and bombs.
+
+    The members' sizes are summed from the headers before anything is written,
+    so an archive that inflates past `limit` bytes writes nothing.
+
+    Raises:
+        ValueError: The archive would unpack to more than `limit` bytes.
+    """
     with tarfile.open(fileobj=io.BytesIO(packed), mode="r:gz") as archive:
-        archive.extractall(folder, filter="data")
+        members = archive.getmembers()  # Reads the headers through; the gzip stream is bounded by `packed`.
+        total = sum(member.size for member in members)
+        if total > limit:
+            raise ValueError(f"The submission unpacks to {total} bytes; at most {limit} are accepted.")
+        folder.mkdir(parents=True, exist_ok=True)
+        archive.extractall(folder, members=members, filter="data")
     return folder
 
 
@@ -158,7 +169,10 @@ def _grade_in_slot(name, packed, spec, options, alphabet, slot, work_root) -> di
             f"(fingerprint {sha256[:12]}, expected {spec['val_sha256'][:12]})"
         )
         return {"row": failed_row(name, GRADER_ERROR, error), "log": ""}
-    submission = unpack_submission(packed, work_root / "submissions" / name)
+    try:
+        submission = unpack_submission(packed, work_root / "submissions" / name)
+    except (ValueError, tarfile.TarError) as error:
+        return {"row": failed_row(name, GRADER_ERROR, f"cannot unpack it on {address}: {error}"), "log": ""}
     row = grade_in_process(submission, images, alphabet, options, slot, work_root / "work")
     log, text = options.logs / f"{name}.log", ""
     if log.exists():

@@ -224,3 +224,16 @@ def test_a_grading_process_that_dies_is_named_by_its_stage(tmp_path, captcha_fol
     )
     (row,) = result["rows"]
     assert row["status"] == "unloadable_model" and "signal 11" in row["error"] and "loading" in row["error"]
+
+
+def test_a_packed_submission_that_would_inflate_past_the_limit_writes_nothing(tmp_path):
+    from grading.distributed import pack_submission, unpack_submission
+
+    (tmp_path / "student").mkdir()
+    (tmp_path / "student" / "zeros.bin").write_bytes(b"\0" * 2_000_000)  # packs to a few kB
+    packed = pack_submission(tmp_path / "student")
+    assert len(packed) < 50_000
+    with pytest.raises(ValueError, match="unpacks to 2000"):
+        unpack_submission(packed, tmp_path / "out", limit=1_000_000)
+    assert not (tmp_path / "out").exists()
+    assert (unpack_submission(packed, tmp_path / "ok") / "zeros.bin").stat().st_size == 2_000_000
