@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's start-up
 
 import models  # noqa: E402
 import train  # noqa: E402
-from data.files import atomic_path  # noqa: E402
+from core.files import atomic_path  # noqa: E402
 from models.plots import plot_comparison, read_history  # noqa: E402
 
 

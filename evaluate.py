@@ -22,7 +22,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # Keep TensorFlow's start-up chatter out of the report.
 
-from data.alphabet import Alphabet, add_fallback_alphabet_arguments, fallback_alphabet  # noqa: E402
+from core.alphabet import Alphabet, add_alphabet_arguments, alphabet_from_arguments  # noqa: E402
 from data.dataset import describe_skipped, load_labelled_folder  # noqa: E402
 from data.split import SUBSETS, read_split, select  # noqa: E402
 from models.evaluation import (  # noqa: E402
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--subset", default="test", choices=SUBSETS, help="subset of --split-file to score (default: %(default)s)"
     )
-    add_fallback_alphabet_arguments(parser)
+    add_alphabet_arguments(parser, purpose="for models that record no alphabet: ")
     parser.add_argument(
         "--threshold",
         type=float,
@@ -103,7 +103,7 @@ def main(argv=None) -> dict:
         sys.exit(2)
     try:
         model = load_model(args.model)
-        alphabet = model_alphabet(model, fallback_alphabet(args))
+        alphabet = model_alphabet(model, alphabet_from_arguments(args, optional=True))
         data = load_labelled_folder(args.data, alphabet, labels_file=args.labels, strict=not args.skip_bad)
         if args.split_file:
             data = select(data, read_split(args.split_file)[args.subset])

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from data.assignment import PASS_THRESHOLD
+from core.assignment import PASS_THRESHOLD
 from grading.grades import TRAIN_MODES
 from grading.inputs import SCALES
 from grading.runner import DEFAULT_TIME_LIMIT

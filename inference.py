@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # Keep TensorFlow's start-up
 
 import numpy as np  # noqa: E402
 
-from data.alphabet import Alphabet, add_fallback_alphabet_arguments, fallback_alphabet  # noqa: E402
+from core.alphabet import Alphabet, add_alphabet_arguments, alphabet_from_arguments  # noqa: E402
 from data.generate import IMAGE_SIZE, MULTICOLOR_ALPHABET, get_generator, make_captcha  # noqa: E402
 
 REFERENCE_MODEL = Path(__file__).resolve().parent / "reference" / "reference.keras"
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="read keys from standard input and print one line per CAPTCHA instead of opening a window "
         "(chosen by itself when no display is available)",
     )
-    add_fallback_alphabet_arguments(parser)
+    add_alphabet_arguments(parser, purpose="for models that record no alphabet: ")
     return parser
 
 
@@ -273,7 +273,7 @@ def main(argv=None) -> dict:
                 "--model PATH reads any .keras file of the kit, e.g. my_model.keras from `python train.py`."
             )
         model = load_model(model_path)
-        reader = Reader(model, fallback_alphabet(args))
+        reader = Reader(model, alphabet_from_arguments(args, optional=True))
         generator = generator_for(reader.alphabet, reader.image_size)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -20,9 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # Keep TensorFlow's start-up
 
 import numpy as np  # noqa: E402
 
-from data.alphabet import Alphabet, add_fallback_alphabet_arguments, fallback_alphabet  # noqa: E402
+from core.alphabet import Alphabet, add_alphabet_arguments, alphabet_from_arguments  # noqa: E402
+from core.files import atomic_path  # noqa: E402
 from data.dataset import decode_image  # noqa: E402
-from data.files import atomic_path  # noqa: E402
 from data.labels import list_image_files  # noqa: E402
 
 
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", default="predictions.csv", help="CSV file to write (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=256, help="images per prediction batch")
     parser.add_argument("--show", type=int, default=5, help="rows to print (default: %(default)s)")
-    add_fallback_alphabet_arguments(parser)
+    add_alphabet_arguments(parser, purpose="for models that record no alphabet: ")
     return parser
 
 
@@ -75,7 +75,7 @@ def main(argv=None) -> Path:
 
     try:
         model = load_model(args.model)
-        alphabet = model_alphabet(model, fallback_alphabet(args))
+        alphabet = model_alphabet(model, alphabet_from_arguments(args, optional=True))
         rows = predict_folder(model, args.folder, alphabet, args.batch_size)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -59,11 +59,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's start-up
 import keras  # noqa: E402
 
 import models  # noqa: E402
-from data.alphabet import ALPHABET_PRESETS, Alphabet, alphabet_from_options  # noqa: E402
+from core.alphabet import ALPHABET_PRESETS, Alphabet, alphabet_from_options  # noqa: E402
+from core.files import atomic_path  # noqa: E402
 from data.augment import ImageAugmentation  # noqa: E402
 from data.batches import ArrayBatches, MixedBatches  # noqa: E402
 from data.dataset import describe_skipped, load_labelled_folder, load_unlabelled_folder  # noqa: E402
-from data.files import atomic_path  # noqa: E402
 from data.generate import DEFAULT_TRAIN_COUNT, DEFAULT_VAL_COUNT, generate_folder, read_manifest  # noqa: E402
 from data.labels import IMAGE_SUFFIXES  # noqa: E402
 from data.split import choose_labelled, parse_fractions, read_split, select, split_filenames, write_split  # noqa: E402
@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--hard-font-weight",
         type=int,
         default=1,
-        help="with --fresh-images: draw each of the fonts models misread most (data.generate.HARD_FONTS) this many "
+        help="with --fresh-images: draw each of the fonts models misread most (core.multicolor.HARD_FONTS) this many "
         "times as often as the others (1: the library's uniform choice; validation always uses it) "
         "(default: %(default)s)",
     )

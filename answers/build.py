@@ -17,7 +17,7 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
-from data.files import atomic_path
+from core.files import atomic_path
 
 ANSWERS = Path(__file__).resolve().parent
 IMAGE_PATTERN = re.compile(r"!\[[^\]]*\]\(([^)\s]+)")

@@ -36,7 +36,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import models  # noqa: E402
-from data.alphabet import Alphabet  # noqa: E402
+from core import multicolor  # noqa: E402
+from core.alphabet import Alphabet  # noqa: E402
 from data.generate import GenerationRecorder, make_captcha  # noqa: E402
 from data.stream import GeneratedBatches  # noqa: E402
 from models.decoding import decode_codes  # noqa: E402
@@ -330,7 +331,7 @@ def luminance_figure(validation: dict, contrast: np.ndarray, samples: int = 4) -
             used.add(image_index)
         if len(chosen) == samples:
             break
-    strips = validation["images"][[index for index, _ in chosen], 40:104].astype(np.float32)
+    strips = validation["images"][[index for index, _ in chosen], slice(*multicolor.TEXT_ROWS)].astype(np.float32)
     gray = luminance(strips)
     foreground = np.asarray(ForegroundMap()(strips / 255.0))[..., 0]
     figure, axes = plt.subplots(samples, 3, figsize=(10, 1.05 * samples + 0.4))

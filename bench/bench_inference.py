@@ -191,7 +191,7 @@ def sample_captchas(reader, count: int = 32) -> np.ndarray:
 
 def write_result(result: dict, path: Path) -> Path:
     """Writes a benchmark's JSON atomically."""
-    from data.files import atomic_path
+    from core.files import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary:

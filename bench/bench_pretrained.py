@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 import models  # noqa: E402
-from data.alphabet import Alphabet  # noqa: E402
+from core.alphabet import Alphabet  # noqa: E402
 from data.batches import ArrayBatches  # noqa: E402
 from data.dataset import load_labelled_folder  # noqa: E402
 from data.generate import generate_folder, read_manifest  # noqa: E402

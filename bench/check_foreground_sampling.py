@@ -20,9 +20,9 @@ import time
 import keras
 import numpy as np
 
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
+from core.multicolor import MARGINS
 from data.dataset import load_labelled_folder
-from models.blocks import MULTICOLOR_MARGINS
 from models.layers import ForegroundMap, foreground_map
 
 
@@ -32,7 +32,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--images", type=int, default=2048, help="images to compare (default: %(default)s)")
     args = parser.parse_args(argv)
     images = load_labelled_folder(args.data, Alphabet()).images[: args.images]
-    top, bottom = MULTICOLOR_MARGINS
+    top, bottom = MARGINS
     strips = images[:, top : images.shape[1] - bottom].astype("float32") / 255
     strips = np.asarray(keras.layers.AveragePooling2D(2)(strips))
     strip = keras.Input(strips.shape[1:])

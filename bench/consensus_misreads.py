@@ -21,9 +21,9 @@ import json
 import sys
 from pathlib import Path
 
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
+from core.files import atomic_path
 from data.dataset import load_labelled_folder
-from data.files import atomic_path
 from data.split import SUBSETS, read_split, select
 from models.evaluation import predict_codes
 from models.io import load_model, model_alphabet

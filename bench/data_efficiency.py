@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.files import atomic_path
+from core.files import atomic_path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY / "bench" / "results"

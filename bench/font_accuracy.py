@@ -7,7 +7,7 @@ multicolorcaptcha draws every character in a font picked uniformly from the
 44 it bundles. This draws `--images` fresh CAPTCHAs (the library's uniform
 choice, as in capts_val/), records the font of every character, reads them
 with the model and reports the accuracy per font, worst first. It is the
-measurement behind `data.generate.HARD_FONTS`, the fonts that
+measurement behind `core.multicolor.HARD_FONTS`, the fonts that
 `train.py --hard-font-weight` shows a model more often, and it sums those
 ten fonts and the others apart (`hard_fonts`, `other_fonts`: accuracy and
 share of the errors), to show what a training change did to each. Writes
@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core import multicolor
+from core.files import atomic_path
 from data import generate
-from data.files import atomic_path
 from models.evaluation import predict_codes
 from models.io import load_model, model_alphabet
 
@@ -74,12 +75,12 @@ def font_accuracies(labels, readings, fonts) -> list[dict]:
     return sorted(rows, key=lambda row: (row["accuracy"], row["font"]))
 
 
-def font_groups(rows: list[dict], hard_fonts=generate.HARD_FONTS) -> dict:
+def font_groups(rows: list[dict], hard_fonts=multicolor.HARD_FONTS) -> dict:
     """Characters, accuracy and share of all errors of the hard fonts together and of the other fonts together.
 
     Args:
         rows: `font_accuracies` rows.
-        hard_fonts: The fonts of the first group (default: `data.generate.HARD_FONTS`).
+        hard_fonts: The fonts of the first group (default: `core.multicolor.HARD_FONTS`).
     """
     errors = sum(row["errors"] for row in rows)
     groups = {}

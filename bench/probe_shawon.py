@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 import models
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 from data.batches import ArrayBatches
 from data.dataset import load_labelled_folder
 from data.stream import GeneratedBatches

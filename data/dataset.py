@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from data.alphabet import Alphabet
-from data.files import atomic_path
+from core.alphabet import Alphabet
+from core.files import atomic_path
 from data.labels import IMAGE_SUFFIXES, find_labelled_images, list_image_files
 
 CACHE_DIR = ".cache"

@@ -30,12 +30,12 @@ from functools import partial
 from multiprocessing import Pool
 from pathlib import Path
 
-from data.alphabet import ALPHABET_PRESETS, DIGITS, IMAGECAPTCHA58, Alphabet, alphabet_from_options
-from data.files import atomic_path
+from core.alphabet import IMAGECAPTCHA58, Alphabet, add_alphabet_arguments, alphabet_from_arguments
+from core.files import atomic_path
+from core.multicolor import ALPHABET as MULTICOLOR_ALPHABET
+from core.multicolor import HARD_FONTS, IMAGE_SIZE
 from data.labels import kit_filename, list_image_files
 
-MULTICOLOR_ALPHABET = Alphabet(DIGITS, 4)
-IMAGE_SIZE = (144, 256)  # (height, width) of CaptchaGenerator(0)
 DEFAULT_TRAIN_COUNT = 30_000
 DEFAULT_VAL_COUNT = 5_000
 MANIFEST_NAME = "dataset.json"
@@ -54,27 +54,6 @@ def _multicolor_generator():
     return _generator
 
 
-# The ten fonts (paths under multicolorcaptcha's fonts/ folder) the 12-epoch
-# cellnet reference model (reference/stage1.keras) misreads most: thin
-# outlines, hairline scripts and dotted faces, 69-92% per character on 4,000
-# fresh images, 59% of its misreads (`python -m bench.font_accuracy
-# reference/stage1.keras --seed fontprobe`, the sample they were chosen on:
-# bench/results/font_accuracy_reference_12epochs_selection.json). On an
-# independent sample (the default seed, font_accuracy_reference_12epochs.json)
-# nine of them are again the nine worst of the 44 (70-91%), the tenth is 16th
-# (95%), the other 34 read 93-99.8%, and the ten hold 59% of the misreads.
-HARD_FONTS = (
-    "GoogleFonts/ofl/monofett/Monofett.ttf",
-    "GoogleFonts/ofl/dawningofanewday/DawningofaNewDay.ttf",
-    "GoogleFonts/ofl/bungeeoutline/BungeeOutline-Regular.ttf",
-    "fontlibraryorg/fibel-nord/Fibel Nord Kontur.ttf",
-    "GoogleFonts/ofl/londrinaoutline/LondrinaOutline-Regular.ttf",
-    "GoogleFonts/ofl/windsong/WindSong-Regular.ttf",
-    "GoogleFonts/ofl/londrinashadow/LondrinaShadow-Regular.ttf",
-    "GoogleFonts/ofl/handjet/Handjet[EGRD,ESHP,wght].ttf",
-    "GoogleFonts/ofl/windsong/WindSong-Medium.ttf",
-    "fontlibraryorg/tambourine/Tambourine Outline.ttf",
-)
 
 
 def font_name(path: str) -> str:
@@ -467,20 +446,7 @@ def build_parser(preset: str = "assignment") -> argparse.ArgumentParser:
     group.add_argument("--generator", choices=GENERATORS, help="which library draws the CAPTCHAs")
     group.add_argument("--width", type=int, help="image width (imagecaptcha; default 160)")
     group.add_argument("--height", type=int, help="image height (imagecaptcha; default 60)")
-    group.add_argument(
-        "--alphabet",
-        help=f"label characters (imagecaptcha): a preset ({', '.join(ALPHABET_PRESETS)}) or the characters; "
-        "default imagecaptcha58",
-    )
-    group.add_argument(
-        "--length", type=int, help="characters per label, the longest with --min-length (imagecaptcha; default 4)"
-    )
-    group.add_argument(
-        "--min-length",
-        type=int,
-        help="the shortest label: each label's length is drawn from --min-length to --length (imagecaptcha; "
-        "default: --length)",
-    )
+    add_alphabet_arguments(group, purpose="imagecaptcha: ", default_characters="imagecaptcha58")
     group = parser.add_argument_group("folders and counts")
     group.add_argument("--train-dir", help="training folder")
     group.add_argument("--val-dir", help="validation folder")
@@ -506,9 +472,7 @@ def main(argv=None):
     folders = {"train": args.train_dir, "val": args.val_dir, "test": args.test_dir}
     counts = {"train": args.train_count, "val": args.val_count, "test": args.test_count}
     try:
-        alphabet = None
-        if any(value is not None for value in (args.alphabet, args.length, args.min_length)):
-            alphabet = alphabet_from_options(args.alphabet or "imagecaptcha58", args.length or 4, args.min_length)
+        alphabet = alphabet_from_arguments(args, default_characters="imagecaptcha58", optional=True)
         generator = get_generator(args.generator, width=args.width, height=args.height, alphabet=alphabet)
         written = generate_sets(
             folders,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import random
 
-from data.alphabet import ALPHABET_PRESETS, alphabet_from_options
+from core.alphabet import add_alphabet_arguments, alphabet_from_arguments
 from data.dataset import decode_image
 from data.labels import find_labelled_images
 from models.plots import plot_samples
@@ -21,13 +21,9 @@ def main(argv=None):
     parser.add_argument("--count", type=int, default=8, help="images to show (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="which images to pick (default: %(default)s)")
     parser.add_argument("--labels", default=None, help="optional 'FILENAME LABEL' file")
-    parser.add_argument(
-        "--alphabet", default="digits", help=f"a preset ({', '.join(ALPHABET_PRESETS)}) or the characters"
-    )
-    parser.add_argument("--length", type=int, default=4, help="characters per label (default: %(default)s)")
-    parser.add_argument("--min-length", type=int, default=None, help="the shortest label (default: --length)")
+    add_alphabet_arguments(parser)
     args = parser.parse_args(argv)
-    alphabet = alphabet_from_options(args.alphabet, args.length, args.min_length)
+    alphabet = alphabet_from_arguments(args)
     found = find_labelled_images(args.folder, alphabet, labels_file=args.labels)
     # A fixed random pick: file-name order would show only labels starting with 00.
     picks = sorted(random.Random(args.seed).sample(range(len(found.paths)), min(args.count, len(found.paths))))

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.files import atomic_path
 from data.dataset import LabelledImages
-from data.files import atomic_path
 
 SUBSETS = ("train", "val", "test")
 

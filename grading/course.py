@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.files import atomic_path
+from core.files import atomic_path
 
 IMAGES_FILE, CODES_FILE, INDEX_FILE = "images.npy", "codes.npy", "index.json"
 

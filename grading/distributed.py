@@ -33,7 +33,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 from grading.course import grading_images, write_private_copy
 from grading.grades import GRADER_ERROR, WORKER_LOST, GradingOptions, failed_row
 from grading.sandbox import SandboxUnavailableError, available_cores, check_sandbox

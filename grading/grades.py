@@ -18,10 +18,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.alphabet import Alphabet
-from data.archive import DEFAULT_LIMITS, ArchiveLimits, OversizedModelError, check_archive
-from data.assignment import PASS_THRESHOLD
-from data.files import atomic_path
+from core.alphabet import Alphabet
+from core.archive import DEFAULT_LIMITS, ArchiveLimits, OversizedModelError, check_archive
+from core.assignment import PASS_THRESHOLD
+from core.files import atomic_path
 from grading.course import GradingImages
 from grading.runner import DEFAULT_TIME_LIMIT, copy_submission, run_training
 from grading.sandbox import SANDBOX_USER_BASE, Limits, Sandbox

@@ -15,7 +15,7 @@ import io
 from collections import Counter
 from pathlib import Path
 
-from data.files import atomic_path
+from core.files import atomic_path
 from grading.grades import GRADED, csv_columns, one_line
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 from grading.grades import GRADER_ERROR, GradingOptions, failed_row, format_row, read_grades, write_grades
 from grading.worker import grade_in_process
 

@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from data.alphabet import Alphabet
-from data.archive import ArchiveLimits
+from core.alphabet import Alphabet
+from core.archive import ArchiveLimits
 from data.dataset import describe_skipped, load_labelled_folder
 from grading import course, grades, sandbox
 from grading.inputs import SCALES

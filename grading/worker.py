@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from data.alphabet import Alphabet
-from data.files import atomic_path
+from core.alphabet import Alphabet
+from core.files import atomic_path
 from grading.course import read_private_copy
 from grading.grades import (
     GRADER_ERROR,

@@ -24,7 +24,8 @@ from pathlib import Path
 import keras
 from keras import layers, ops
 
-from models.blocks import default_crop, image_input, pooled_character_heads
+from core.multicolor import text_margins
+from models.blocks import image_input, pooled_character_heads
 from models.registry import register_model
 
 # Input scaling each application's ImageNet weights expect, when the application does not do it itself
@@ -135,7 +136,7 @@ def build_application_reader(
         weights = None
     inputs = image_input(image_size)
     x = inputs
-    crop = default_crop(image_size)
+    crop = text_margins(image_size)
     if any(crop):
         x = layers.Cropping2D((tuple(crop), (0, 0)), name="crop_strip")(x)
     x = scale_for(backbone, x)

@@ -11,20 +11,11 @@ from keras import layers
 
 from models import layers as image_layers  # The kit's; `layers` is Keras's.
 
-# multicolorcaptcha's CaptchaGenerator(0) draws its 256x64 text strip on rows
-# 40-103 of the 144x256 image; the rows above and below are black margin.
-MULTICOLOR_MARGINS = (40, 40)
-
 
 def image_input(image_size) -> keras.KerasTensor:
     """The model input: a raw RGB image with values 0-255, as decoded from the file."""
     height, width = image_size
     return keras.Input(shape=(height, width, 3), name="image")
-
-
-def default_crop(image_size):
-    """Margins (top, bottom) to crop: the text strip of 144x256 multicolorcaptcha images, else none."""
-    return MULTICOLOR_MARGINS if tuple(image_size) == (144, 256) else (0, 0)
 
 
 def preprocess(images, crop=(0, 0), downscale: int = 1, foreground: bool = False, grayscale: bool = False):

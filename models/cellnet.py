@@ -43,7 +43,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.blocks import conv_bn_relu, default_crop, image_input, preprocess
+from core.multicolor import text_margins
+from models.blocks import conv_bn_relu, image_input, preprocess
 from models.registry import register_model
 
 COLOUR_MODES = ("foreground", "grayscale", "rgb")
@@ -83,7 +84,7 @@ def build_cellnet(
     inputs = image_input(image_size)
     x = preprocess(
         inputs,
-        crop=default_crop(image_size),
+        crop=text_margins(image_size),
         downscale=downscale,
         foreground=colour == "foreground",
         grayscale=colour == "grayscale",

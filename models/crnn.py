@@ -17,7 +17,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.blocks import conv_bn_relu, default_crop, image_input, preprocess
+from core.multicolor import text_margins
+from models.blocks import conv_bn_relu, image_input, preprocess
 from models.registry import register_model
 
 
@@ -43,7 +44,7 @@ def build_crnn(
         dropout: Dropout on the column features.
     """
     inputs = image_input(image_size)
-    x = preprocess(inputs, crop=default_crop(image_size), downscale=downscale)
+    x = preprocess(inputs, crop=text_margins(image_size), downscale=downscale)
     for stage, (widths, pool) in enumerate(zip(stages, pools), 1):
         for layer, filters in enumerate(widths, 1):
             x = conv_bn_relu(x, filters, name=f"stage{stage}_{layer}")

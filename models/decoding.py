@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 
 
 def is_ctc_output(outputs, alphabet: Alphabet) -> bool:

@@ -39,8 +39,9 @@ import keras
 import numpy as np
 from keras import layers
 
-from data.files import atomic_path
-from models.blocks import default_crop, image_input, pooled_character_heads
+from core.files import atomic_path
+from core.multicolor import text_margins
+from models.blocks import image_input, pooled_character_heads
 from models.registry import register_model
 from models.torch_checkpoint import read_torch_checkpoint
 
@@ -327,7 +328,7 @@ def build_efficientnet_reader(
     """
     inputs = image_input(image_size)
     x = inputs
-    crop = default_crop(image_size)
+    crop = text_margins(image_size)
     if any(crop):
         x = layers.Cropping2D((tuple(crop), (0, 0)), name="crop_strip")(x)
     # EfficientNet-Lite's own normalisation: (pixel - 127) / 128 (see the module docstring).

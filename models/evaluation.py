@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.alphabet import Alphabet
-from data.assignment import PASS_THRESHOLD  # noqa: F401  (re-exported: the bar evaluate.py applies)
+from core.alphabet import Alphabet
+from core.assignment import PASS_THRESHOLD  # noqa: F401  (re-exported: the bar evaluate.py applies)
 from data.batches import ArrayBatches
 from models.decoding import decode_codes
 from models.metrics import position_accuracies, sequence_accuracy

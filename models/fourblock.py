@@ -10,7 +10,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.blocks import character_heads, default_crop, image_input, preprocess
+from core.multicolor import text_margins
+from models.blocks import character_heads, image_input, preprocess
 from models.registry import register_model
 
 
@@ -26,7 +27,7 @@ def build_fourblock(alphabet, image_size, base_filters=32, blocks=4, head_units=
         dropout: Dropout in each head.
     """
     inputs = image_input(image_size)
-    x = preprocess(inputs, crop=default_crop(image_size))
+    x = preprocess(inputs, crop=text_margins(image_size))
     for block in range(blocks):
         for conv in (1, 2):
             x = layers.Conv2D(

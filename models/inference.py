@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 from models.decoding import character_confidences, decode_with_confidence
 from models.io import model_alphabet
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import keras
 
 import models  # noqa: F401  (registers the kit's layers for deserialization)
-from data.alphabet import Alphabet
-from data.archive import DEFAULT_LIMITS, OversizedModelError, check_archive, read_member
-from data.files import atomic_path
+from core.alphabet import Alphabet
+from core.archive import DEFAULT_LIMITS, OversizedModelError, check_archive, read_member
+from core.files import atomic_path
 from models.layers import replace_legacy_layers
 from models.metadata import attach_metadata, model_metadata, read_file_metadata, write_file_metadata
 
@@ -89,7 +89,7 @@ def load_model(path: str | Path, compile: bool = False) -> keras.Model:
     Raises:
         FileNotFoundError: No such file.
         UnsafeModelError: The file holds Python code (a `ValueError`).
-        OversizedModelError: A member inflates past `data.archive`'s limits (a `ValueError`).
+        OversizedModelError: A member inflates past `core.archive`'s limits (a `ValueError`).
         ValueError: The file is not a loadable Keras model.
     """
     path = Path(path)
@@ -115,7 +115,7 @@ def load_model(path: str | Path, compile: bool = False) -> keras.Model:
 def find_unsafe_code(path: str | Path) -> str | None:
     """Names the Python code serialized in a `.keras` file's config, or None when there is none.
 
-    Reads only `config.json` from the archive, at most `data.archive`'s
+    Reads only `config.json` from the archive, at most `core.archive`'s
     limit of it, so nothing is deserialized; a file without a readable
     config is left for the loader to reject.
     """

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import keras
 
-from data.alphabet import Alphabet
-from data.archive import read_member
+from core.alphabet import Alphabet
+from core.archive import read_member
 
 OUTPUT_KINDS = ("positions", "ctc", "seq2seq")
 METADATA_MEMBER = "captcha_kit.json"
@@ -129,7 +129,7 @@ def read_file_metadata(path: str | Path) -> ModelMetadata | None:
 
     Raises:
         ValueError: The member exists but is not valid metadata, or is larger than `METADATA_BYTES`
-            (`data.archive.OversizedModelError`).
+            (`core.archive.OversizedModelError`).
     """
     try:
         text = read_member(path, METADATA_MEMBER, METADATA_BYTES)

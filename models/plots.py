@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")  # Files only; no screen needed.
 import matplotlib.pyplot as plt  # noqa: E402
 
-from data.files import atomic_path  # noqa: E402
+from core.files import atomic_path  # noqa: E402
 
 
 def read_history(csv_path: str | Path) -> dict[str, list[float]]:

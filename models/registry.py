@@ -31,12 +31,13 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from data.alphabet import Alphabet
+from core import multicolor
+from core.alphabet import Alphabet
 from models.metadata import ModelMetadata, attach_metadata
 
 _BUILDERS = {}
 DEFAULT_MODEL = "cellnet"
-DEFAULT_IMAGE_SIZE = (144, 256)
+DEFAULT_IMAGE_SIZE = multicolor.IMAGE_SIZE
 # Models whose files hold a custom layer of the kit and so load only after `import models`.
 CUSTOM_LAYER_MODELS = ("cnn_seq2seq", "cnn_seq2seq_tiny")
 

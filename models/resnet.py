@@ -12,7 +12,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.blocks import conv_bn_relu, default_crop, image_input, pooled_character_heads, preprocess
+from core.multicolor import text_margins
+from models.blocks import conv_bn_relu, image_input, pooled_character_heads, preprocess
 from models.registry import register_model
 
 
@@ -45,7 +46,7 @@ def build_resnet(
         dropout: Dropout on the pooled features.
     """
     inputs = image_input(image_size)
-    x = preprocess(inputs, crop=default_crop(image_size), downscale=downscale)
+    x = preprocess(inputs, crop=text_margins(image_size), downscale=downscale)
     x = conv_bn_relu(x, widths[0], name="stem")
     for stage, filters in enumerate(widths, 1):
         for block in range(1, blocks_per_stage + 1):

@@ -40,7 +40,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from models.blocks import default_crop, image_input
+from core.multicolor import text_margins
+from models.blocks import image_input
 from models.layers import KIT_NEEDED, foreground_map
 from models.registry import register_model
 
@@ -70,7 +71,7 @@ def decoder_targets(codes, num_characters: int):
 
     Args:
         codes: (batch, length) int class codes, padded with -1 after labels
-            shorter than `length` (`data.alphabet.Alphabet.encode`).
+            shorter than `length` (`core.alphabet.Alphabet.encode`).
         num_characters: Classes of the alphabet.
 
     Returns:
@@ -234,7 +235,7 @@ def build_cnn_seq2seq(
     if len(channels) != len(pools):
         raise ValueError(f"`channels` and `pools` differ in length. Received: {channels} and {pools}")
     inputs = image_input(image_size)
-    crop = default_crop(image_size) if crop is None else tuple(crop)
+    crop = text_margins(image_size) if crop is None else tuple(crop)
     x = layers.Cropping2D((crop, (0, 0)), name="crop_strip")(inputs) if any(crop) else inputs
     x = layers.Resizing(*input_size, interpolation="bilinear", name="resize")(x)
     if foreground:

@@ -28,7 +28,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.blocks import character_heads, default_crop, image_input, preprocess
+from core import multicolor
+from core.multicolor import text_margins
+from models.blocks import character_heads, image_input, preprocess
 from models.registry import register_model
 
 
@@ -56,9 +58,9 @@ def build_shawon(
             scale), else 1.
     """
     if downscale is None:
-        downscale = 2 if tuple(image_size) == (144, 256) else 1
+        downscale = 2 if tuple(image_size) == multicolor.IMAGE_SIZE else 1
     inputs = image_input(image_size)
-    x = preprocess(inputs, crop=default_crop(image_size), downscale=downscale, foreground=foreground)
+    x = preprocess(inputs, crop=text_margins(image_size), downscale=downscale, foreground=foreground)
     for stage, width in enumerate(filters, 1):
         x = layers.Conv2D(width, 3, padding="same", activation="relu", name=f"conv{stage}")(x)
         if stage == len(filters):

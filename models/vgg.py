@@ -14,7 +14,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.blocks import default_crop, image_input, preprocess
+from core.multicolor import text_margins
+from models.blocks import image_input, preprocess
 from models.registry import register_model
 
 
@@ -29,7 +30,7 @@ def build_vgg(alphabet, image_size, filters=(64, 128, 256, 512), dense_units=409
         dropout: Dropout after the hidden dense layer.
     """
     inputs = image_input(image_size)
-    x = preprocess(inputs, crop=default_crop(image_size))
+    x = preprocess(inputs, crop=text_margins(image_size))
     for block, width in enumerate(filters, 1):
         x = layers.Conv2D(width, 3, padding="same", activation="relu", name=f"conv{block}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{block}")(x)

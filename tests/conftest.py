@@ -79,7 +79,7 @@ def labelled_folder(tmp_path_factory):
     Returns:
         (images folder, labels file, Alphabet).
     """
-    from data.alphabet import Alphabet
+    from core.alphabet import Alphabet
     from data.generate import get_generator
     from data.labels import label_from_filename, list_image_files
 

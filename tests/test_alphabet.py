@@ -3,11 +3,11 @@ import argparse
 import numpy as np
 import pytest
 
-from data.alphabet import (
+from core.alphabet import (
     Alphabet,
-    add_fallback_alphabet_arguments,
+    add_alphabet_arguments,
+    alphabet_from_arguments,
     alphabet_from_options,
-    fallback_alphabet,
     resolve_characters,
 )
 
@@ -50,12 +50,16 @@ def test_presets_and_literal_characters():
 
 def test_fallback_alphabet_options():
     parser = argparse.ArgumentParser()
-    add_fallback_alphabet_arguments(parser)
-    assert fallback_alphabet(parser.parse_args([])) is None  # The model's own alphabet decides.
-    assert fallback_alphabet(parser.parse_args(["--length", "5"])) == Alphabet("0123456789", 5)
-    assert fallback_alphabet(parser.parse_args(["--alphabet", "uppercase", "--length", "6", "--min-length", "4"])) == (
-        Alphabet("ABCDEFGHIJKLMNOPQRSTUVWXYZ", 6, 4)
+    add_alphabet_arguments(parser, purpose="for models that record no alphabet: ")
+    assert (
+        alphabet_from_arguments(optional=True, args=parser.parse_args([])) is None
+    )  # The model's own alphabet decides.
+    assert alphabet_from_arguments(optional=True, args=parser.parse_args(["--length", "5"])) == Alphabet(
+        "0123456789", 5
     )
+    assert alphabet_from_arguments(
+        optional=True, args=parser.parse_args(["--alphabet", "uppercase", "--length", "6", "--min-length", "4"])
+    ) == (Alphabet("ABCDEFGHIJKLMNOPQRSTUVWXYZ", 6, 4))
 
 
 def test_decode_skips_missing_characters():

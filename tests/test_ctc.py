@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 from models.decoding import decode_text, decode_with_confidence, is_ctc_output
 from models.losses import CTCLoss
 from models.metrics import PositionAccuracy, SequenceAccuracy

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 import data.dataset as dataset
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 
 
 def test_loads_images_and_labels(captcha_folders):

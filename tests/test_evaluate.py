@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import evaluate
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 from data.dataset import load_labelled_folder
 from models.io import save_model
 

@@ -3,6 +3,7 @@ import json
 import numpy as np
 
 from bench import font_accuracy
+from core import multicolor
 from data import generate
 from models import get_model
 from models.io import save_model
@@ -22,7 +23,7 @@ def test_hard_font_weight_raises_the_share_of_hard_fonts():
     def hard_share(captcha_generator):
         _, _, fonts = font_accuracy.draw_with_fonts(60, "fonts/share", captcha_generator)
         characters = [font for row in fonts for font in row]
-        return sum(font in generate.HARD_FONTS for font in characters) / len(characters)
+        return sum(font in multicolor.HARD_FONTS for font in characters) / len(characters)
 
     uniform = hard_share(None)
     weighted = hard_share(generate.get_generator("multicolorcaptcha", hard_font_weight=3))

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 import data.generate as generate
-from data.alphabet import IMAGECAPTCHA58, Alphabet
+from core import multicolor
+from core.alphabet import IMAGECAPTCHA58, Alphabet
 from data.labels import kit_filename, label_from_filename, list_image_files
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -194,9 +195,9 @@ def test_hard_font_weight_draws_the_hard_fonts_more_often():
     weighted = generate.get_generator("multicolorcaptcha", hard_font_weight=3)
     fonts = generate._multicolor_generator().l_fonts
     # Each hard font is listed three times, every other font once; the library's own list is left alone.
-    assert len(weighted.fonts) == len(fonts) + 2 * len(generate.HARD_FONTS)
+    assert len(weighted.fonts) == len(fonts) + 2 * len(multicolor.HARD_FONTS)
     names = [generate.font_name(font) for font in weighted.fonts]
-    assert all(names.count(font) == 3 for font in generate.HARD_FONTS)
+    assert all(names.count(font) == 3 for font in multicolor.HARD_FONTS)
     assert names.count("freefont-20120503/FreeSans.ttf") == 1
     assert weighted.settings()["hard_font_weight"] == 3 and "hard_font_weight" not in uniform.settings()
 

@@ -24,7 +24,7 @@ from PIL import Image
 
 import grade
 import grading.schedule as schedule_module
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 from data.dataset import load_labelled_folder
 from grading.course import grading_images
 from grading.grades import GradingOptions, grade_submission

@@ -21,8 +21,8 @@ from grading_helpers import (
 )
 
 import grade
-from data.alphabet import Alphabet
-from data.archive import ArchiveLimits, OversizedModelError, check_archive, read_member
+from core.alphabet import Alphabet
+from core.archive import ArchiveLimits, OversizedModelError, check_archive, read_member
 from data.dataset import load_labelled_folder
 from grading.grades import csv_row, escape_cell, one_line, unescape_cell, write_grades
 from grading.grades import read_grades as read_rows

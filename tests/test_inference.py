@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 import inference
 import models
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 from data.generate import get_generator
 from models.decoding import character_confidences, decode_text, decode_with_confidence
 from models.inference import Reader, Tally

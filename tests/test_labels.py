@@ -1,7 +1,7 @@
 import pytest
 from PIL import Image
 
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 from data.labels import find_labelled_images, label_from_filename, read_labels_file
 
 

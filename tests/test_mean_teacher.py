@@ -8,7 +8,7 @@ import pytest
 
 import models
 import train
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 from data.augment import ImageAugmentation
 from data.batches import MixedBatches
 from models.io import load_model

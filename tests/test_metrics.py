@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 from models.decoding import decode_text, position_scores
 from models.metrics import PositionAccuracy, SequenceAccuracy, position_accuracies, sequence_accuracy
 

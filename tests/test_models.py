@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import models
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 from data.dataset import load_labelled_folder
 from models.decoding import decode_codes
 from models.io import load_model, model_alphabet, save_model

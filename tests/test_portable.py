@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import models
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 from models import convert
 from models.io import load_model, model_alphabet, save_model
 from models.layers import ForegroundMap, foreground_map, has_legacy_layers, is_ctc_model, output_kind

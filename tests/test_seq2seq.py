@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import models
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 from models.decoding import decode_text, decode_with_confidence, seq2seq_greedy_codes
 from models.io import load_model, model_alphabet, save_model
 from models.layers import output_kind

@@ -404,7 +404,7 @@ def test_bad_arguments_are_one_error_line_and_exit_2(argv, message, capsys, tiny
 
 
 def test_a_variable_length_imagecaptcha_model_gets_imagecaptchas_of_its_size_and_alphabet(tmp_path):
-    from data.alphabet import Alphabet
+    from core.alphabet import Alphabet
 
     alphabet = Alphabet("0123456789ABCDEF", 5, min_length=3)
     model = models.get_model("crnn_ctc_tiny", alphabet=alphabet, image_size=(40, 100))

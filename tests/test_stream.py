@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import train
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 from data.generate import make_captcha
 from data.stream import GeneratedBatches
 

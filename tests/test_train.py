@@ -7,7 +7,7 @@ import pytest
 
 import models
 import train
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 from data.dataset import load_labelled_folder
 from data.generate import read_manifest
 from data.labels import list_image_files

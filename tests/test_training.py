@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import models
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 from models.training import TimeLimit, compile_model
 
 

@@ -12,7 +12,7 @@ import evaluate
 import models
 import predict
 import train
-from data.alphabet import Alphabet
+from core.alphabet import Alphabet
 from data.generate import generate_folder, get_generator, make_captcha
 from data.labels import find_labelled_images, label_from_filename, list_image_files
 from models.io import load_model, model_alphabet

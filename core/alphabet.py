@@ -7,6 +7,7 @@ exactly one place that decides which characters exist and in which order.
 
 from __future__ import annotations
 
+import argparse
 import string
 
 import numpy as np
@@ -54,33 +55,51 @@ def alphabet_from_options(
     return Alphabet(resolve_characters(alphabet or "digits"), 4 if length is None else length, min_length)
 
 
-def add_fallback_alphabet_arguments(parser) -> None:
-    """Adds `--alphabet`, `--length` and `--min-length` for reading models that record no alphabet.
+def add_alphabet_arguments(parser, purpose: str = "", default_characters: str = "digits") -> None:
+    """Adds `--alphabet`, `--length` and `--min-length`: the one definition of the options that name an `Alphabet`.
 
-    Models built by the kit carry their alphabet (`models.metadata`);
-    these options name it for older `.keras` files and foreign models.
-    `evaluate.py`, `predict.py` and `inference.py` share them.
+    All three default to None, so `alphabet_from_arguments` can tell whether
+    any was given (models record their own alphabet, generators have their own).
+
+    Args:
+        parser: An `argparse` parser (or argument group).
+        purpose: Starts each help text, e.g. "for models that record no alphabet: ".
+        default_characters: The preset the help names as the default.
     """
-    parser.add_argument(
+    group = parser.add_argument_group("alphabet") if isinstance(parser, argparse.ArgumentParser) else parser
+    group.add_argument(
         "--alphabet",
         default=None,
-        help=f"for models that record no alphabet: a preset ({', '.join(ALPHABET_PRESETS)}) or the characters "
-        "(default: digits)",
+        help=f"{purpose}the characters of the labels: a preset ({', '.join(ALPHABET_PRESETS)}) or the characters "
+        f"themselves (default: {default_characters})",
     )
-    parser.add_argument("--length", type=int, default=None, help="for models that record no alphabet (default: 4)")
-    parser.add_argument(
+    group.add_argument(
+        "--length",
+        type=int,
+        default=None,
+        help=f"{purpose}characters per label, the longest with --min-length (default: 4)",
+    )
+    group.add_argument(
         "--min-length",
         type=int,
         default=None,
-        help="for models that record no alphabet: the shortest label (default: --length, one length)",
+        help=f"{purpose}the shortest label, for labels of --min-length to --length characters; only sequence readers "
+        "(crnn_ctc, cnn_seq2seq) read them (default: --length, every label one length)",
     )
 
 
-def fallback_alphabet(args) -> Alphabet | None:
-    """The `Alphabet` that the options of `add_fallback_alphabet_arguments` name, or None when none is given."""
-    if all(value is None for value in (args.alphabet, args.length, args.min_length)):
+def alphabet_from_arguments(args, default_characters: str = "digits", optional: bool = False) -> Alphabet | None:
+    """The `Alphabet` that the options of `add_alphabet_arguments` name.
+
+    Args:
+        args: The parsed arguments.
+        default_characters: The characters when `--alphabet` is not given.
+        optional: Return None when none of the three options is given.
+    """
+    given = (args.alphabet, args.length, args.min_length)
+    if optional and all(value is None for value in given):
         return None
-    return alphabet_from_options(args.alphabet, args.length, args.min_length)
+    return alphabet_from_options(args.alphabet or default_characters, args.length, args.min_length)
 
 
 class Alphabet:
