@@ -30,8 +30,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's start-up
 
 import models  # noqa: E402
 import train  # noqa: E402
+from core.figures import plot_comparison  # noqa: E402
 from core.files import atomic_path  # noqa: E402
-from models.plots import plot_comparison, read_history  # noqa: E402
+from training.history import read_history  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -71,11 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def save_figures(data, predicted, alphabet: Alphabet, folder: Path, model_name: str) -> list[str]:
     """The confusion matrix and a grid of up to 12 misread images."""
-    from models.plots import plot_confusion, plot_samples
+    from core.figures import plot_confusion, plot_samples
+    from models.metrics import confusion_counts
 
     confusion = plot_confusion(
-        data.codes,
-        predicted,
+        confusion_counts(data.codes, predicted, len(alphabet.characters)),
         alphabet.characters,
         folder / "confusion.png",
         title=f"{model_name}: character confusions on {len(data)} images",

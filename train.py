@@ -60,6 +60,7 @@ import keras  # noqa: E402
 
 import models  # noqa: E402
 from core.alphabet import ALPHABET_PRESETS, Alphabet, alphabet_from_options  # noqa: E402
+from core.figures import plot_history  # noqa: E402
 from core.files import atomic_path  # noqa: E402
 from data.augment import ImageAugmentation  # noqa: E402
 from data.batches import ArrayBatches, MixedBatches  # noqa: E402
@@ -72,7 +73,6 @@ from models.evaluation import evaluate_model, format_accuracies  # noqa: E402
 from models.io import load_model, model_alphabet  # noqa: E402
 from models.layers import output_kind  # noqa: E402
 from models.mean_teacher import MeanTeacher  # noqa: E402
-from models.plots import plot_history, read_history  # noqa: E402
 from models.supervised import Supervised  # noqa: E402
 from models.training import (  # noqa: E402
     BestModelCheckpoint,
@@ -83,6 +83,7 @@ from models.training import (  # noqa: E402
     completed_epochs,
     make_optimizer,
 )
+from training.history import read_history  # noqa: E402
 
 # Options of this invocation only; a resumed run takes every other option from <name>.last.json.
 SESSION_OPTIONS = ("output", "force", "resume", "quiet")

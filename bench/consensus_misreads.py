@@ -22,13 +22,13 @@ import sys
 from pathlib import Path
 
 from core.alphabet import Alphabet
+from core.figures import plot_samples
 from core.files import atomic_path
 from data.dataset import load_labelled_folder
 from data.split import SUBSETS, read_split, select
 from models.evaluation import predict_codes
 from models.io import load_model, model_alphabet
 from models.metrics import sequence_accuracy
-from models.plots import plot_samples
 
 
 def consensus_misreads(readings: dict[str, list[str]], labels: list[str]) -> dict:

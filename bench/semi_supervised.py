@@ -46,9 +46,10 @@ from pathlib import Path
 
 import models
 import train
+from core.figures import new_figure, save_figure
 from data.generate import generate_folder
 from data.labels import IMAGE_SUFFIXES
-from models.plots import plt, read_history, save_figure
+from training.history import read_history
 
 RESULTS = Path("bench/results")
 HENAN = Path("../shared/datasets/henan-4digit")
@@ -261,7 +262,8 @@ def histories_exist(result: dict) -> bool:
 
 def plot_curves(results: list[dict], path: Path) -> Path:
     """Validation whole accuracy of stage 1, then of the stage-2 student and teacher, one panel per run."""
-    figure, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2), squeeze=False)
+    figure = new_figure(6 * len(results), 4.2)
+    axes = figure.subplots(1, len(results), squeeze=False)
     for axis, result in zip(axes[0], results):
         first = read_history(result["stage1"]["history_file"])
         second = read_history(result["stage2"]["history_file"])

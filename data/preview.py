@@ -9,9 +9,9 @@ import argparse
 import random
 
 from core.alphabet import add_alphabet_arguments, alphabet_from_arguments
+from core.figures import plot_samples
 from data.dataset import decode_image
 from data.labels import find_labelled_images
-from models.plots import plot_samples
 
 
 def main(argv=None):

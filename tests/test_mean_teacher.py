@@ -14,8 +14,8 @@ from data.batches import MixedBatches
 from models.io import load_model
 from models.losses import softmax_mse
 from models.mean_teacher import MeanTeacher, copy_as_teacher, update_ema
-from models.plots import read_history
 from models.ramps import sigmoid_rampup
+from training.history import read_history
 
 ALPHABET = Alphabet()
 IMAGE_SIZE = (24, 40)

@@ -12,8 +12,8 @@ from data.dataset import load_labelled_folder
 from data.generate import read_manifest
 from data.labels import list_image_files
 from models.io import load_model
-from models.plots import read_history
 from models.training import compile_model
+from training.history import read_history
 
 
 def test_train_end_to_end(captcha_folders, tmp_path, capsys):

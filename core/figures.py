@@ -1,64 +1,46 @@
-"""Pictures of training runs and predictions, saved as PNG.
+"""Figures of training runs, images and confusions, saved as PNG.
 
-A run trained in stages (`train.py --initial-model`, each stage with its
-own log) gets one history and one curve figure from its stage logs:
-
-    python -m models.plots reference/stage1.history.csv reference/stage2.history.csv --output reference/reference
+Drawn with Matplotlib's object-oriented API (`matplotlib.figure.Figure` and
+its Agg canvas), never `pyplot`: importing this module does not switch the
+process's Matplotlib backend, keeps no global figure registry, and needs no
+screen. Each figure is written atomically (`core.files.atomic_path`).
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # Files only; no screen needed.
-import matplotlib.pyplot as plt  # noqa: E402
-
-from core.files import atomic_path  # noqa: E402
-
-
-def read_history(csv_path: str | Path) -> dict[str, list[float]]:
-    """Columns of a Keras CSVLogger file as lists of floats."""
-    with open(csv_path, newline="") as file:
-        rows = list(csv.DictReader(file))
-    return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
+from core.files import atomic_path
 
 
-def join_histories(histories: list[dict[str, list[float]]]) -> dict[str, list[float]]:
-    """The logs of consecutive training stages as one log, epochs numbered on from stage to stage.
+def new_figure(width: float, height: float) -> Figure:
+    """A figure of `width` x `height` inches with its own Agg canvas (no pyplot, no backend switch)."""
+    figure = Figure(figsize=(width, height))
+    FigureCanvasAgg(figure)
+    return figure
 
-    Raises:
-        ValueError: Stages that logged different columns.
+
+def save_figure(figure: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Writes `figure` as a PNG at `path` (atomically; folders made as needed).
+
+    Args:
+        figure: A figure from `new_figure` (or any `matplotlib.figure.Figure`).
+        path: The PNG to write.
+        dpi: Pixels per inch.
+
+    Returns:
+        `path` as a `Path`.
     """
-    if not histories:
-        raise ValueError("Expected at least one history. Received none")
-    columns = list(histories[0])
-    joined = {column: [] for column in columns}
-    for stage, history in enumerate(histories, 1):
-        if sorted(history) != sorted(columns):
-            raise ValueError(
-                f"Stage {stage} logged other columns than stage 1. "
-                f"Received: {sorted(history)}; expected {sorted(columns)}"
-            )
-        offset = len(joined["epoch"])
-        for column in columns:
-            values = history[column]
-            joined[column] += [offset + index for index in range(len(values))] if column == "epoch" else values
-    return joined
-
-
-def write_history(history: dict[str, list[float]], path: str | Path) -> Path:
-    """Writes `read_history`-style columns as a CSV file (atomically), epochs as integers."""
     path = Path(path)
-    columns = list(history)
-    with atomic_path(path) as temporary, open(temporary, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(columns)
-        for row in zip(*(history[column] for column in columns)):
-            writer.writerow(int(value) if column == "epoch" else value for column, value in zip(columns, row))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not isinstance(figure.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(figure)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=dpi, format="png")
     return path
 
 
@@ -67,9 +49,19 @@ def plot_history(history: dict[str, list[float]], path: str | Path, length: int,
 
     Left: validation (solid) and training (dashed) accuracy of digits 0..length-1.
     Right: whole-CAPTCHA accuracy and the loss.
+
+    Args:
+        history: Columns as `training.history.read_history` returns them.
+        path: The PNG to write.
+        length: Characters per label.
+        title: Figure title.
+
+    Returns:
+        `path` as a `Path`.
     """
     epochs = [int(epoch) + 1 for epoch in history["epoch"]]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    figure = new_figure(11, 4.2)
+    left, right = figure.subplots(1, 2)
     for position in range(length):
         color = f"C{position}"
         key = f"digit_{position}_accuracy"
@@ -101,9 +93,22 @@ def plot_history(history: dict[str, list[float]], path: str | Path, length: int,
 
 
 def plot_samples(images, labels, path: str | Path, predictions=None, columns: int = 4, title: str = "") -> Path:
-    """A grid of images titled with their label (and prediction: green right, red wrong)."""
-    rows = (len(images) + columns - 1) // columns
-    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.1 * rows), squeeze=False)
+    """A grid of images titled with their label (and prediction: green right, red wrong).
+
+    Args:
+        images: Arrays (height, width, 3), uint8 or floats in [0, 1].
+        labels: The true text of each image.
+        path: The PNG to write.
+        predictions: Optional text read from each image.
+        columns: Images per row.
+        title: Figure title.
+
+    Returns:
+        `path` as a `Path`.
+    """
+    rows = max(1, (len(images) + columns - 1) // columns)
+    figure = new_figure(3.2 * columns, 2.1 * rows)
+    axes = figure.subplots(rows, columns, squeeze=False)
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index >= len(images):
@@ -125,28 +130,32 @@ def plot_samples(images, labels, path: str | Path, predictions=None, columns: in
     return save_figure(figure, path)
 
 
-def save_figure(figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=110, format="png")
-    plt.close(figure)
-    return path
+def plot_confusion(counts, characters: str, path: str | Path, title: str = "") -> Path:
+    """A confusion matrix of single characters, shaded by row rate, with the counts in the cells.
 
+    Args:
+        counts: Integer array (classes, classes): true character by row, read
+            character by column (`models.metrics.confusion_counts`).
+        characters: The alphabet, one character per class.
+        path: The PNG to write.
+        title: Figure title.
 
-def plot_confusion(true_codes, predicted_codes, characters: str, path: str | Path, title: str = "") -> Path:
-    """Confusion matrix of single characters (all positions together), with counts in the cells.
+    Returns:
+        `path` as a `Path`.
 
-    Positions a CTC model left unread (code -1) have no column and are not counted.
+    Raises:
+        ValueError: `counts` is not square with one row per character.
     """
-    import numpy as np
-
-    from models.metrics import confusion_counts
-
+    counts = np.asarray(counts)
     classes = len(characters)
-    counts = confusion_counts(true_codes, predicted_codes, classes)
+    if counts.shape != (classes, classes):
+        raise ValueError(
+            f"Expected counts of shape ({classes}, {classes}), one row and column per character. "
+            f"Received: {counts.shape}"
+        )
     size = max(4.5, 0.45 * classes + 1.5)
-    figure, axis = plt.subplots(figsize=(size, size * 0.9))
+    figure = new_figure(size, size * 0.9)
+    axis = figure.subplots()
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     axis.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     if classes <= 20:
@@ -170,11 +179,16 @@ def plot_comparison(
     Solid: whole-CAPTCHA accuracy; dashed, same colour: mean per-position accuracy.
 
     Args:
-        histories: Model name to its `read_history` columns.
-        path: PNG to write.
+        histories: Model name to its `training.history.read_history` columns.
+        path: The PNG to write.
         length: Characters per label (for the per-position columns).
+        title: Figure title.
+
+    Returns:
+        `path` as a `Path`.
     """
-    figure, axis = plt.subplots(figsize=(8, 4.5))
+    figure = new_figure(8, 4.5)
+    axis = figure.subplots()
     for index, (name, history) in enumerate(histories.items()):
         epochs = [int(epoch) + 1 for epoch in history["epoch"]]
         mean = [
@@ -189,25 +203,3 @@ def plot_comparison(
     axis.legend(fontsize=7, ncol=2, loc="lower right")
     figure.tight_layout()
     return save_figure(figure, path)
-
-
-def main(argv=None) -> tuple[Path, Path]:
-    """Joins the logs of a staged run: writes OUTPUT.history.csv and OUTPUT.curves.png."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("histories", nargs="+", help="the stages' .history.csv files, in training order")
-    parser.add_argument("--output", required=True, help="path prefix of the joined .history.csv and .curves.png")
-    parser.add_argument("--length", type=int, default=4, help="characters per label (default: %(default)s)")
-    parser.add_argument("--title", default="", help="figure title")
-    args = parser.parse_args(argv)
-    for name in args.histories:
-        if not Path(name).is_file():
-            parser.error(f"history file {name} does not exist")
-    joined = join_histories([read_history(name) for name in args.histories])
-    csv_path = write_history(joined, f"{args.output}.history.csv")
-    png_path = plot_history(joined, f"{args.output}.curves.png", args.length, args.title)
-    print(f"{len(joined['epoch'])} epochs from {len(args.histories)} stages: {csv_path}, {png_path}")
-    return csv_path, png_path
-
-
-if __name__ == "__main__":
-    main()

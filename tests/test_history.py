@@ -1,6 +1,6 @@
 import pytest
 
-from models.plots import join_histories, main, read_history, write_history
+from training.history import join_histories, main, read_history, write_history
 
 
 def stage_log(rows: int, start: float) -> dict:
