@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -23,3 +24,22 @@ def atomic_path(path: str | Path):
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
+
+
+def rounded(value, digits: int = 6):
+    """`value` with every float rounded to `digits` significant digits (0.9724999999999999 -> 0.9725), for JSON."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {key: rounded(item, digits) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(item, digits) for item in value]
+    return value
+
+
+def write_json(path: str | Path, content) -> Path:
+    """Writes `content` as indented JSON atomically, floats rounded (`rounded`)."""
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(rounded(content), indent=2) + "\n")
+    return path
