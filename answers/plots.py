@@ -10,7 +10,6 @@ left out of its figure and named in the printed output.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -20,6 +19,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import PercentFormatter  # noqa: E402
+
+from training.history import read_history  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY / "answers" / "results"
@@ -54,14 +55,13 @@ def reference_history(path: Path = REFERENCE_HISTORY) -> dict | None:
     if not path.is_file() or not path.read_text().strip():
         print(f"  (not there yet: {path.relative_to(REPOSITORY)} is empty)")
         return None
-    with path.open() as file:
-        rows = list(csv.DictReader(file))
-    if not rows or "val_mean_accuracy" not in rows[0]:
+    history = read_history(path)  # Epochs counted from 1.
+    if "val_mean_accuracy" not in history:
         return None
     return {
-        "epochs": [int(row["epoch"]) + 1 for row in rows],
-        "val": [float(row["val_mean_accuracy"]) for row in rows],
-        "train": [float(np.mean([float(row[f"digit_{p}_accuracy"]) for p in range(4)])) for row in rows],
+        "epochs": [int(epoch) for epoch in history["epoch"]],
+        "val": history["val_mean_accuracy"],
+        "train": [float(np.mean(row)) for row in zip(*(history[f"digit_{p}_accuracy"] for p in range(4)))],
     }
 
 

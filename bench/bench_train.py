@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from training.history import read_history
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY / "bench" / "results"
 
@@ -69,9 +71,8 @@ def main(argv=None) -> dict:
     train_seconds = run(command, cwd=work)
 
     summary = json.loads((work / "model.json").read_text())
-    history = [line.split(",") for line in (work / "model.history.csv").read_text().splitlines()]
-    columns, rows = history[0], history[1:]
-    epochs = [dict(zip(columns, map(float, row))) for row in rows]
+    history = read_history(work / "model.history.csv")  # Epochs counted from 1.
+    epochs = [dict(zip(history, row)) for row in zip(*history.values())]
     model = summary["options"]["model"]
     result = {
         "benchmark": "default training from a clean state",
@@ -93,7 +94,7 @@ def main(argv=None) -> dict:
         "final_validation": summary["validation"],
         "epochs": [
             {
-                "epoch": int(row["epoch"]) + 1,
+                "epoch": int(row["epoch"]),
                 "loss": round(row["loss"], 4),
                 "val_digit_accuracies": [round(row[f"val_digit_{p}_accuracy"], 4) for p in range(4)],
                 "val_whole_accuracy": round(row["val_whole_accuracy"], 4),

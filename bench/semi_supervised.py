@@ -44,9 +44,8 @@ import argparse
 import json
 from pathlib import Path
 
-import models
-import train
-from core.figures import new_figure, save_figure
+from core.figures import accuracy_axes, legend_below, new_figure, save_figure
+from core.quiet import load_keras
 from data.generate import generate_folder
 from data.labels import IMAGE_SUFFIXES
 from training.history import read_history
@@ -93,9 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         default="cnn_seq2seq",
-        choices=models.list_models(),
         metavar="NAME",
-        help="the student: cnn_seq2seq (the original's, default) or any registered model",
+        help="the student: cnn_seq2seq (the original's, default) or any registered model (models.list_models())",
     )
     parser.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
     parser.add_argument(
@@ -126,6 +124,9 @@ def henan_data(folder: Path, labelled: int) -> tuple[list[str], list[str]]:
 
 def run_set(name: str, args) -> dict:
     """Both stages on one set; returns and writes its figures."""
+    import models
+    import train
+
     work_dir = Path(args.work_dir)
     if name == "multicolor":
         data, unlabelled = multicolor_data(work_dir)
@@ -262,38 +263,42 @@ def histories_exist(result: dict) -> bool:
 
 def plot_curves(results: list[dict], path: Path) -> Path:
     """Validation whole accuracy of stage 1, then of the stage-2 student and teacher, one panel per run."""
-    figure = new_figure(6 * len(results), 4.2)
+    figure = new_figure(6 * len(results), 4.8)
     axes = figure.subplots(1, len(results), squeeze=False)
     for axis, result in zip(axes[0], results):
         first = read_history(result["stage1"]["history_file"])
         second = read_history(result["stage2"]["history_file"])
-        stage1_epochs = [epoch + 1 for epoch in first["epoch"]]
+        stage1_epochs = [int(epoch) for epoch in first["epoch"]]  # read_history counts from 1.
         offset = len(stage1_epochs)
-        stage2_epochs = [offset + epoch + 1 for epoch in second["epoch"]]
+        stage2_epochs = [offset + int(epoch) for epoch in second["epoch"]]
         axis.plot(stage1_epochs, first["val_whole_accuracy"], "-", color="C0", label="stage 1 (val)")
         axis.plot(stage1_epochs, first["whole_accuracy"], "--", color="C0", alpha=0.5, label="stage 1 (train)")
         axis.plot(stage2_epochs, second["val_whole_accuracy"], "-", color="C1", label="stage 2 student (val)")
         axis.plot(stage2_epochs, second["val_teacher_whole_accuracy"], "-", color="C2", label="stage 2 teacher (val)")
         axis.axvline(offset + 0.5, color="grey", linewidth=0.8)
+        accuracy_axes(axis, stage1_epochs + stage2_epochs)
         axis.set(
             xlabel=f"epoch (stage 2: {result['settings'].get('steps_per_epoch', '?')} batches of 32 labelled + 64 "
             "unlabelled)",
             ylabel="whole-CAPTCHA accuracy",
             title=f"{result['set']}, {result.get('model', 'cnn_seq2seq')}: {result['labelled_images']} labelled "
             f"+ {result['unlabelled_images']} unlabelled",
-            ylim=(0, 1.01),
         )
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7, loc="center right")
-    figure.tight_layout()
+        legend_below(axis, *axis.get_legend_handles_labels(), columns=2)
     return save_figure(figure, path)
 
 
 def main(argv=None) -> list[dict]:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.report_only:
         write_report()
         return []
+    load_keras()
+    import models
+
+    if args.model not in models.list_models():
+        parser.error(f"--model must be a registered model ({', '.join(models.list_models())}). Received: {args.model}")
     results = []
     for name in [part.strip() for part in args.sets.split(",") if part.strip()]:
         results.append(run_set(name, args))

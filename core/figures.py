@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from core.files import atomic_path
 
 
 def new_figure(width: float, height: float) -> Figure:
     """A figure of `width` x `height` inches with its own Agg canvas (no pyplot, no backend switch)."""
-    figure = Figure(figsize=(width, height))
+    figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 
@@ -48,7 +49,9 @@ def plot_history(history: dict[str, list[float]], path: str | Path, length: int,
     """Accuracy of each character position against epoch (like the assignment's Figure 2.2).
 
     Left: validation (solid) and training (dashed) accuracy of digits 0..length-1.
-    Right: whole-CAPTCHA accuracy and the loss.
+    Right: whole-CAPTCHA accuracy and the loss. Epochs are plotted as the log
+    numbers them (`training.history.read_history` counts from 1); legends sit
+    below the axes, where they cover no curve.
 
     Args:
         history: Columns as `training.history.read_history` returns them.
@@ -59,37 +62,61 @@ def plot_history(history: dict[str, list[float]], path: str | Path, length: int,
     Returns:
         `path` as a `Path`.
     """
-    epochs = [int(epoch) + 1 for epoch in history["epoch"]]
-    figure = new_figure(11, 4.2)
+    epochs = [int(epoch) for epoch in history["epoch"]]
+    figure = new_figure(11, 4.8)
     left, right = figure.subplots(1, 2)
     for position in range(length):
         color = f"C{position}"
         key = f"digit_{position}_accuracy"
         left.plot(epochs, history[f"val_{key}"], "-o", color=color, markersize=3, label=f"digit {position} (val)")
         left.plot(epochs, history[key], "--", color=color, alpha=0.6, label=f"digit {position} (train)")
-    left.set(xlabel="epoch", ylabel="accuracy", title="Per-digit accuracy", ylim=(0, 1.01))
-    left.grid(alpha=0.3)
-    left.legend(fontsize=7, ncol=2, loc="lower right")
+    left.set(ylabel="accuracy", title="Per-digit accuracy")
     right.plot(epochs, history["val_whole_accuracy"], "-o", color="black", markersize=3, label="whole (val)")
     right.plot(epochs, history["whole_accuracy"], "--", color="black", alpha=0.6, label="whole (train)")
     if "val_teacher_whole_accuracy" in history:  # A Mean Teacher run: its EMA teacher too.
         right.plot(
             epochs, history["val_teacher_whole_accuracy"], "-s", color="C4", markersize=3, label="whole (val, teacher)"
         )
-    right.set(xlabel="epoch", ylabel="whole-CAPTCHA accuracy", title="Whole CAPTCHA and loss", ylim=(0, 1.01))
-    right.grid(alpha=0.3)
+    right.set(ylabel="whole-CAPTCHA accuracy", title="Whole CAPTCHA and loss")
     loss_axis = right.twinx()
     loss_axis.plot(epochs, history["loss"], ":", color="C3", label="loss (train)")
     loss_axis.plot(epochs, history["val_loss"], "-.", color="C3", label="loss (val)")
     loss_axis.set_ylabel("loss", color="C3")
-    handles = right.get_legend_handles_labels()[0] + loss_axis.get_legend_handles_labels()[0]
-    right.legend(handles, [handle.get_label() for handle in handles], fontsize=7, loc="center right")
+    loss_axis.set_ylim(bottom=0)
     for axis in (left, right):
-        axis.xaxis.get_major_locator().set_params(integer=True)
+        accuracy_axes(axis, epochs)
+    legend_below(left, *left.get_legend_handles_labels(), columns=length)
+    handles = right.get_legend_handles_labels()[0] + loss_axis.get_legend_handles_labels()[0]
+    legend_below(right, handles, [handle.get_label() for handle in handles], columns=3)
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
     return save_figure(figure, path)
+
+
+def accuracy_axes(axis, epochs: list[int]) -> None:
+    """Accuracy from 0 to 1 against whole epochs, half an epoch of margin each side.
+
+    Without the fixed limits a one-epoch run would show an x axis of
+    0.96-1.04 and a y axis zoomed onto a single value.
+    """
+    axis.set(xlabel="epoch", ylim=(0, 1.02))
+    if epochs:
+        axis.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+    # min_n_ticks=1: MaxNLocator drops `integer` when fewer integers than that are in view.
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1, steps=[1, 2, 5, 10]))
+    axis.grid(alpha=0.3)
+    if len(set(epochs)) == 1:  # A line of one point is invisible: mark every point.
+        for twin in axis.get_shared_x_axes().get_siblings(axis):  # The axis itself and its twinx.
+            for line in twin.get_lines():
+                if line.get_marker() in ("None", "", None):
+                    line.set_marker("x")
+
+
+def legend_below(axis, handles, labels, columns: int) -> None:
+    """A legend under `axis`, outside the plotting area (the constrained layout makes room for it)."""
+    axis.legend(
+        handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=columns, fontsize=7, frameon=False
+    )
 
 
 def plot_samples(images, labels, path: str | Path, predictions=None, columns: int = 4, title: str = "") -> Path:
@@ -126,7 +153,6 @@ def plot_samples(images, labels, path: str | Path, predictions=None, columns: in
             )
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
     return save_figure(figure, path)
 
 
@@ -167,7 +193,6 @@ def plot_confusion(counts, characters: str, path: str | Path, title: str = "") -
     axis.set_xticks(range(classes), list(characters))
     axis.set_yticks(range(classes), list(characters))
     axis.set(xlabel="read as", ylabel="true character", title=title or "Character confusions")
-    figure.tight_layout()
     return save_figure(figure, path)
 
 
@@ -187,19 +212,19 @@ def plot_comparison(
     Returns:
         `path` as a `Path`.
     """
-    figure = new_figure(8, 4.5)
+    figure = new_figure(8, 5)
     axis = figure.subplots()
+    all_epochs = []
     for index, (name, history) in enumerate(histories.items()):
-        epochs = [int(epoch) + 1 for epoch in history["epoch"]]
+        epochs = [int(epoch) for epoch in history["epoch"]]
+        all_epochs += epochs
         mean = [
             sum(history[f"val_digit_{position}_accuracy"][row] for position in range(length)) / length
             for row in range(len(epochs))
         ]
         axis.plot(epochs, history["val_whole_accuracy"], "-o", color=f"C{index}", markersize=3, label=f"{name} whole")
         axis.plot(epochs, mean, "--", color=f"C{index}", alpha=0.7, label=f"{name} per position")
-    axis.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0, 1.01), title=title or "Validation accuracy")
-    axis.xaxis.get_major_locator().set_params(integer=True)
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=7, ncol=2, loc="lower right")
-    figure.tight_layout()
+    axis.set(ylabel="validation accuracy", title=title or "Validation accuracy")
+    accuracy_axes(axis, all_epochs)
+    legend_below(axis, *axis.get_legend_handles_labels(), columns=min(4, 2 * max(1, len(histories))))
     return save_figure(figure, path)

@@ -19,9 +19,9 @@ def test_stage_logs_join_with_epochs_numbered_on(tmp_path):
     write_history(stage_log(2, 1.0), second)
     csv_path, png_path = main([str(first), str(second), "--output", str(tmp_path / "joined")])
     joined = read_history(csv_path)
-    assert joined["epoch"] == [0, 1, 2, 3, 4]
+    assert joined["epoch"] == [1, 2, 3, 4, 5]
     assert joined["loss"] == pytest.approx([2.0, 1.9, 1.8, 1.0, 0.9])
-    assert csv_path.read_text().splitlines()[4].startswith("3,")  # Epochs stay integers, as Keras writes them.
+    assert csv_path.read_text().splitlines()[4].startswith("4,")  # Epochs stay integers, as Keras writes them.
     assert png_path.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -32,3 +32,12 @@ def test_stages_with_other_columns_are_refused():
         join_histories([stage_log(2, 1.0), shorter])
     with pytest.raises(ValueError, match="at least one history"):
         join_histories([])
+
+
+def test_epochs_are_read_counted_from_1(tmp_path):
+    counted_from_1, legacy = stage_log(3, 2.0), stage_log(3, 2.0)
+    counted_from_1["epoch"] = [1, 2, 3]
+    write_history(counted_from_1, tmp_path / "new.history.csv")
+    write_history(legacy, tmp_path / "legacy.history.csv")  # Keras's CSVLogger: 0, 1, 2.
+    assert read_history(tmp_path / "new.history.csv")["epoch"] == [1, 2, 3]
+    assert read_history(tmp_path / "legacy.history.csv")["epoch"] == [1, 2, 3]

@@ -164,7 +164,7 @@ def test_ctrl_c_keeps_the_best_model_and_resume_continues(captcha_folders, tmp_p
     summary = train.main(["--output", str(output), "--resume", "--quiet"])  # the other options come from the state
     assert "Resuming" in capsys.readouterr().out
     assert summary["resumed_after_epoch"] == 1 and summary["epochs_run"] == 3
-    assert read_history(tmp_path / "run.history.csv")["epoch"] == [0.0, 1.0, 2.0]
+    assert read_history(tmp_path / "run.history.csv")["epoch"] == [1.0, 2.0, 3.0]
     assert int(load_model(last, compile=True).optimizer.iterations.numpy()) == 9
     assert json.loads(state.read_text())["finished"] is True
     with pytest.raises(SystemExit, match="finished"):

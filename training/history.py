@@ -20,7 +20,12 @@ from core.files import atomic_path
 
 
 def read_history(csv_path: str | Path) -> dict[str, list[float]]:
-    """The columns of a Keras CSVLogger file.
+    """The columns of a Keras CSVLogger file, epochs counted from 1.
+
+    `train.py` numbers epochs from 1, as its console does. Logs that Keras's
+    own CSVLogger wrote count from 0; a log whose first epoch is 0 is one of
+    those and is read one up, so that every figure counts from 1 (a log that
+    counts from 1 never holds epoch 0, so the two cannot be confused).
 
     Args:
         csv_path: The `.history.csv` file.
@@ -30,11 +35,14 @@ def read_history(csv_path: str | Path) -> dict[str, list[float]]:
     """
     with open(csv_path, newline="") as file:
         rows = list(csv.DictReader(file))
-    return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
+    history = {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
+    if history.get("epoch", [None])[0] == 0:
+        history["epoch"] = [epoch + 1 for epoch in history["epoch"]]
+    return history
 
 
 def join_histories(histories: list[dict[str, list[float]]]) -> dict[str, list[float]]:
-    """The logs of consecutive training stages as one log, epochs numbered on from stage to stage.
+    """The logs of consecutive training stages as one log, epochs numbered on from stage to stage (from 1).
 
     Args:
         histories: `read_history` columns of each stage, in training order.
@@ -58,7 +66,7 @@ def join_histories(histories: list[dict[str, list[float]]]) -> dict[str, list[fl
         offset = len(joined["epoch"])
         for column in columns:
             values = history[column]
-            joined[column] += [offset + index for index in range(len(values))] if column == "epoch" else values
+            joined[column] += [offset + index for index in range(1, len(values) + 1)] if column == "epoch" else values
     return joined
 
 
