@@ -10,14 +10,12 @@ The layout is the original's (2594306528/semi-supervised-for-captcha):
     dataset/<site>/test/         test images named <label>.<ext>
     dataset/<site>/label/700.txt one `FILENAME LABEL` line per labelled image of train/
 
-`--dataset` is a site under `--root` (default `dataset`) or a path. The first
-stage trains `cnn_seq2seq` on the labelled images with the original's settings
-(SGD 0.05, momentum 0.9, Nesterov, weight decay 1e-4, label smoothing 0.1,
-rotation and colour jitter, batches of 64, 500 epochs) and saves
+`--dataset` is a site under `--root` (default `dataset`) or a path. Each stage
+is the original's recipe, kept in `configs/semi_supervised_supervised.json`
+and `configs/semi_supervised_mean_teacher.json`, plus the site's folders: the
+first trains `cnn_seq2seq` on the labelled images and saves
 `<output-dir>/<site>_<label>.keras`; the second starts student and teacher
-from it and trains Mean Teacher (SGD 0.001, batches of 32 labelled + 64
-unlabelled, EMA decay 0.99, consistency weight 30, 500 epochs), saving
-`<output-dir>/MT_<site>_<label>.keras`. Unlike the original, a tenth of the
+from it and trains Mean Teacher, saving `<output-dir>/MT_<site>_<label>.keras`. Unlike the original, a tenth of the
 labelled images (`--val-fraction`) is held out to choose the saved epoch,
 and the test images are scored once, all of them, with the saved model.
 
@@ -39,6 +37,8 @@ from pathlib import Path
 
 import train
 from data.labels import read_labels_file
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,24 +96,21 @@ def train_arguments(args, passed_on: list[str]) -> list[str]:
         *("--split", f"{1 - args.val_fraction},{args.val_fraction}", "--split-seed", "0"),
         *("--alphabet", args.alphabet or alphabet_of(labels), "--length", str(max(lengths))),
         *("--min-length", str(min(lengths))),
-        *("--model", "cnn_seq2seq", "--augment", "--optimizer", "sgd", "--momentum", "0.9"),
         *("--epochs", str(args.epoch)),
     ]
     if args.stage == "supervised":
         return [
-            *common,
-            *("--learning-rate", "0.05", "--nesterov", "--weight-decay", "1e-4", "--label-smoothing", "0.1"),
+            *("--config", str(CONFIGS / "semi_supervised_supervised.json"), *common),
             *("--batch-size", str(args.batch_size or 64), "--output", str(stage1_model)),
             *passed_on,
         ]
     unlabelled = [site / "train"] + ([site / "buchong"] if (site / "buchong").is_dir() else [])
     return [
-        *common,
-        *("--mean-teacher", "--initial-model", str(stage1_model)),
+        *("--config", str(CONFIGS / "semi_supervised_mean_teacher.json"), *common),
+        *("--initial-model", str(stage1_model)),
         *(argument for folder in unlabelled for argument in ("--unlabelled", str(folder))),
         *("--unlabelled-count", str(args.unlabeled_number)),
-        *("--learning-rate", "0.001", "--schedule", "constant", "--clip-value", "10", "--ema-decay", "0.99"),
-        *("--consistency-weight", "30", "--labelled-batch-size", str(args.batch_size or 32)),
+        *("--labelled-batch-size", str(args.batch_size or 32)),
         *("--unlabelled-batch-size", str(args.secondary_batch_size)),
         *("--output", str(output_dir / f"MT_{name}.keras")),
         *passed_on,

@@ -8,8 +8,11 @@ the array alone, and works on a memory-mapped cache too.
 
 from __future__ import annotations
 
-import keras
 import numpy as np
+
+from core.quiet import load_keras
+
+keras = load_keras()  # No TensorFlow start-up lines on the console.
 
 
 class ArrayBatches(keras.utils.PyDataset):

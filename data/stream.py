@@ -16,10 +16,12 @@ batches in, and a resumed run draws what the interrupted one would have.
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 
+from core.quiet import load_keras
 from data.generate import get_generator, make_captcha
+
+keras = load_keras()  # No TensorFlow start-up lines on the console.
 
 _generators = {}  # One generator per process and setting (fonts load once).
 

@@ -4,7 +4,7 @@ A CNN turns the image into a feature map four times narrower than the
 image; each column of it is one time step. Two bidirectional GRUs read the
 columns in both directions and a dense softmax scores every step over the
 alphabet plus a final blank class. Trained with the CTC loss
-(`models.losses.CTCLoss`) and read by greedy CTC decoding
+(`training.losses.ClassLoss`) and read by greedy CTC decoding
 (`models.decoding`), it needs no character positions and reads labels
 shorter than the alphabet's `length` too.
 
@@ -65,13 +65,13 @@ def build_crnn(
     return keras.Model(inputs, outputs, name=name)
 
 
-@register_model
+@register_model(kind="ctc")
 def crnn_ctc(alphabet, image_size, **options):
     """CNN + two BiGRU layers + CTC, greedy decoding."""
     return build_crnn(alphabet, image_size, **options)
 
 
-@register_model
+@register_model(kind="ctc")
 def crnn_ctc_tiny(alphabet, image_size, **options):
     """A small crnn_ctc for tests."""
     options.setdefault("stages", ((4,), (8,), (8,)))

@@ -7,7 +7,7 @@ read the scores (`OUTPUT_KINDS`). That travels as a `ModelMetadata`:
 - in memory, as the attribute `captcha_kit_metadata` of the model, set by
   `models.get_model` and by `models.io.load_model`;
 - in a `.keras` file, as the JSON member `captcha_kit.json` of its zip
-  archive, written by `models.io.save_model` and `save_checkpoint`:
+  archive, written by `models.io.save_model`:
 
       {"format": 1, "characters": "0123456789", "length": 4, "min_length": 4, "kind": "positions"}
 

@@ -58,7 +58,7 @@ def _check_codes(true_codes, predicted_codes):
     return true_codes, predicted_codes
 
 
-def _correct_characters(y_true, y_pred, ctc: bool = False, kind: str | None = None):
+def _correct_characters(y_true, y_pred, kind: str = "positions"):
     """Boolean (batch, length): sparse or one-hot targets against per-position, CTC or seq2seq scores.
 
     Sparse targets may be padded with -1 (labels shorter than `length`); the
@@ -67,7 +67,7 @@ def _correct_characters(y_true, y_pred, ctc: bool = False, kind: str | None = No
     """
     if kind == "seq2seq":
         predicted = seq2seq_greedy_codes(y_pred, y_true.shape[-1])[0]
-    elif ctc or kind == "ctc":
+    elif kind == "ctc":
         # Sparse targets only: a CTC target may be shorter than `length`, padded with -1.
         predicted = ctc_greedy_codes(y_pred, y_true.shape[-1])[0]
     else:
@@ -83,50 +83,45 @@ class PositionAccuracy(keras.metrics.MeanMetricWrapper):
 
     Args:
         position: Which character, from 0.
-        ctc: The model gives CTC scores (see `models.decoding`).
-        kind: The kind of scores (`models.layers.OUTPUT_KINDS`); overrides `ctc`.
+        kind: The kind of scores the model gives (`models.metadata.OUTPUT_KINDS`).
     """
 
-    def __init__(self, position: int, ctc: bool = False, name: str | None = None, dtype=None, kind: str | None = None):
+    def __init__(self, position: int, kind: str = "positions", name: str | None = None, dtype=None):
         super().__init__(
-            fn=lambda y_true, y_pred: ops.cast(_correct_characters(y_true, y_pred, ctc, kind)[:, position], "float32"),
+            fn=lambda y_true, y_pred: ops.cast(_correct_characters(y_true, y_pred, kind)[:, position], "float32"),
             name=name or f"digit_{position}_accuracy",
             dtype=dtype,
         )
-        self.position, self.ctc, self.kind = position, ctc, kind
+        self.position, self.kind = position, kind
 
     def get_config(self):
-        return {"position": self.position, "ctc": self.ctc, "kind": self.kind, "name": self.name, "dtype": self.dtype}
+        return {"position": self.position, "kind": self.kind, "name": self.name, "dtype": self.dtype}
 
 
 @keras.saving.register_keras_serializable(package="captcha_kit")
 class SequenceAccuracy(keras.metrics.MeanMetricWrapper):
     """Whole-CAPTCHA accuracy: every character of the image right."""
 
-    def __init__(self, ctc: bool = False, name: str = "whole_accuracy", dtype=None, kind: str | None = None):
+    def __init__(self, kind: str = "positions", name: str = "whole_accuracy", dtype=None):
         super().__init__(
-            fn=lambda y_true, y_pred: ops.cast(
-                ops.all(_correct_characters(y_true, y_pred, ctc, kind), axis=-1), "float32"
-            ),
+            fn=lambda y_true, y_pred: ops.cast(ops.all(_correct_characters(y_true, y_pred, kind), axis=-1), "float32"),
             name=name,
             dtype=dtype,
         )
-        self.ctc, self.kind = ctc, kind
+        self.kind = kind
 
     def get_config(self):
-        return {"ctc": self.ctc, "kind": self.kind, "name": self.name, "dtype": self.dtype}
+        return {"kind": self.kind, "name": self.name, "dtype": self.dtype}
 
 
-def accuracy_metrics(length: int, ctc: bool = False, kind: str | None = None, prefix: str = "") -> list:
+def accuracy_metrics(length: int, kind: str = "positions", prefix: str = "") -> list:
     """The metrics every training run reports: one per position, then whole accuracy.
 
     Args:
         length: Characters per label.
-        ctc: The model gives CTC scores.
-        kind: The kind of scores (`models.layers.OUTPUT_KINDS`); overrides `ctc`.
+        kind: The kind of scores the model gives (`models.metadata.OUTPUT_KINDS`).
         prefix: Put before each metric name (e.g. "teacher_").
     """
     return [
-        PositionAccuracy(position, ctc=ctc, kind=kind, name=f"{prefix}digit_{position}_accuracy")
-        for position in range(length)
-    ] + [SequenceAccuracy(ctc=ctc, kind=kind, name=f"{prefix}whole_accuracy")]
+        PositionAccuracy(position, kind=kind, name=f"{prefix}digit_{position}_accuracy") for position in range(length)
+    ] + [SequenceAccuracy(kind=kind, name=f"{prefix}whole_accuracy")]

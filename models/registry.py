@@ -33,10 +33,9 @@ from keras import layers
 
 from core import multicolor
 from core.alphabet import Alphabet
-from models.metadata import ModelMetadata, attach_metadata
+from models.metadata import OUTPUT_KINDS, ModelMetadata, attach_metadata
 
 _BUILDERS = {}
-DEFAULT_MODEL = "cellnet"
 DEFAULT_IMAGE_SIZE = multicolor.IMAGE_SIZE
 # Models whose files hold a custom layer of the kit and so load only after `import models`.
 CUSTOM_LAYER_MODELS = ("cnn_seq2seq", "cnn_seq2seq_tiny")
@@ -45,23 +44,32 @@ CUSTOM_LAYER_MODELS = ("cnn_seq2seq", "cnn_seq2seq_tiny")
 DEFAULT_LEARNING_RATE = 1e-3  # Adam's own default, what the Kaggle baseline uses.
 
 
-def register_model(builder=None, *, learning_rate: float = DEFAULT_LEARNING_RATE):
+def register_model(builder=None, *, learning_rate: float = DEFAULT_LEARNING_RATE, kind: str = "positions"):
     """Decorator that registers `builder` under its function name.
 
     Used bare (`@register_model`) or with the peak learning rate that
-    `train.py` uses for the model when none is given
-    (`@register_model(learning_rate=3e-3)`).
+    `train.py` uses for the model when none is given and the kind of scores
+    it gives (`@register_model(learning_rate=3e-3)`, `@register_model(kind="ctc")`).
+    The kind (`models.metadata.OUTPUT_KINDS`) is recorded on every model
+    built, and decoding, losses and metrics read it from there.
     """
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"`kind` must be one of {OUTPUT_KINDS}. Received: kind={kind!r}")
 
     def register(builder):
         name = builder.__name__
         if name in _BUILDERS:
             raise ValueError(f"A model named {name!r} is already registered.")
-        builder.learning_rate = learning_rate
+        builder.learning_rate, builder.kind = learning_rate, kind
         _BUILDERS[name] = builder
         return builder
 
     return register(builder) if builder is not None else register
+
+
+def model_kind(name: str) -> str:
+    """The kind of scores registered for model `name` ("positions", "ctc" or "seq2seq")."""
+    return _check_name(name).kind
 
 
 def recommended_learning_rate(name: str) -> float:
@@ -96,15 +104,14 @@ def get_model(name: str, alphabet: Alphabet | None = None, image_size=DEFAULT_IM
     builder = _check_name(name)
     alphabet = alphabet or Alphabet()
     model = builder(alphabet=alphabet, image_size=tuple(image_size), **options)
-    classes = model.output_shape[-1]
-    kinds = {alphabet.num_classes: "positions", alphabet.num_classes + 1: "ctc", alphabet.num_classes + 3: "seq2seq"}
-    if classes not in kinds:
+    kind, classes = builder.kind, model.output_shape[-1]
+    expected = alphabet.num_classes + {"positions": 0, "ctc": 1, "seq2seq": 3}[kind]
+    if classes != expected:  # A builder that does not give what it registered.
         raise ValueError(
-            f"Model {name!r} gives {classes} scores per position; expected {alphabet.num_classes} "
-            f"(per position), {alphabet.num_classes + 1} (CTC, with the blank) or {alphabet.num_classes + 3} "
-            f"(seq2seq, with end, pad and start) for {alphabet}."
+            f"Model {name!r} is registered as {kind!r} and should give {expected} scores per step for {alphabet} "
+            f"(the characters, plus a blank for CTC, plus end, pad and start for seq2seq). Received: {classes}"
         )
-    if kinds[classes] == "positions" and alphabet.variable_length:
+    if kind == "positions" and alphabet.variable_length:
         # A head per position has no way to say "no character here"; CTC and seq2seq readers end the text.
         raise ValueError(
             f"Model {name!r} reads one character per position and needs labels of one length; labels of "
@@ -113,4 +120,4 @@ def get_model(name: str, alphabet: Alphabet | None = None, image_size=DEFAULT_IM
         )
     scores = layers.Identity(name="characters")(model.outputs[0])
     tagged = keras.Model(model.inputs, scores, name=model.name)
-    return attach_metadata(tagged, ModelMetadata.from_alphabet(alphabet, kinds[classes]))
+    return attach_metadata(tagged, ModelMetadata.from_alphabet(alphabet, kind))

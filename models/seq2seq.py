@@ -298,13 +298,13 @@ def is_seq2seq_model(model: keras.Model) -> bool:
     return any(isinstance(layer, AttentionDecoder) for layer in model.layers)
 
 
-@register_model(learning_rate=0.05)
+@register_model(learning_rate=0.05, kind="seq2seq")
 def cnn_seq2seq(alphabet, image_size, **options):
     """The semi-supervised solver's CNN + GRU seq2seq reader with attention (greedy decoding)."""
     return build_cnn_seq2seq(alphabet, image_size, **options)
 
 
-@register_model(learning_rate=0.05)
+@register_model(learning_rate=0.05, kind="seq2seq")
 def cnn_seq2seq_tiny(alphabet, image_size, **options):
     """A small cnn_seq2seq for tests."""
     options.setdefault("channels", (4, 8, 8, 8, 8))

@@ -1,10 +1,10 @@
-"""compare.py: the same data and budget for every model, one table and one plot."""
+"""bench.compare: the same data and budget for every model, one table and one plot."""
 
 import csv
 
 import pytest
 
-import compare
+from bench import compare
 import models
 
 

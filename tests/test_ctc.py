@@ -5,7 +5,7 @@ import pytest
 
 from core.alphabet import Alphabet
 from models.decoding import decode_text, decode_with_confidence, is_ctc_output
-from models.losses import CTCLoss
+from training.losses import ClassLoss
 from models.metrics import PositionAccuracy, SequenceAccuracy
 
 ALPHABET = Alphabet("0123456789", 4)
@@ -38,7 +38,7 @@ def test_ctc_loss_is_low_on_the_right_path_and_high_on_a_wrong_one():
     targets = np.array([[1, 2, 3, 4], [5, 6, -1, -1]])  # the second label has two characters
     right = path_scores([[1, b, 2, b, 3, b, 4, b], [5, 5, b, 6, b, b, b, b]], confidence=0.99)
     wrong = path_scores([[4, b, 3, b, 2, b, 1, b], [6, b, 5, b, b, b, b, b]], confidence=0.99)
-    loss = CTCLoss()
+    loss = ClassLoss("ctc", num_characters=BLANK)
     low, high = float(loss(targets, right)), float(loss(targets, wrong))
     assert np.isfinite(low) and low < 0.5 < 10 < high
 
@@ -49,9 +49,9 @@ def test_metrics_on_ctc_scores_agree_with_decoding():
     scores = path_scores([[1, 1, b, 2, b, 3, 3, 4], [7, b, 7, b, 7, 7, b, 7], [5, 5, b, b, 6, b, b, b]])
     expected = (targets == decode_with_confidence(scores, ALPHABET)[0]).mean(axis=0)
     for position in range(4):
-        metric = PositionAccuracy(position, ctc=True)
+        metric = PositionAccuracy(position, kind="ctc")
         metric.update_state(targets, scores)
         assert float(metric.result()) == pytest.approx(expected[position])
-    metric = SequenceAccuracy(ctc=True)
+    metric = SequenceAccuracy(kind="ctc")
     metric.update_state(targets, scores)
     assert float(metric.result()) == pytest.approx(2 / 3)

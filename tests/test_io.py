@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import models.io as models_io
-from models.io import UnsafeModelError, find_unsafe_code, load_model, save_checkpoint, save_model
+from models.io import UnsafeModelError, find_unsafe_code, load_model, save_model
 
 
 def tiny_model(bias: float = 0.0) -> keras.Model:
@@ -34,10 +34,9 @@ def test_ctrl_c_during_a_save_keeps_the_previous_file(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(keras.Model, "save", interrupted_save)
-    for save in (save_model, save_checkpoint):
-        with pytest.raises(KeyboardInterrupt):
-            save(tiny_model(2.0), path)
-        assert path.read_bytes() == before
+    with pytest.raises(KeyboardInterrupt):
+        save_model(tiny_model(2.0), path)
+    assert path.read_bytes() == before
     assert [item.name for item in tmp_path.iterdir()] == ["best.keras"]  # no temporary file left
 
 
@@ -83,17 +82,6 @@ def test_files_that_are_not_models(tmp_path, content, message):
         load_model(path)
     assert "model.keras" in str(error.value)
     assert not isinstance(error.value, UnsafeModelError)
-
-
-def test_checkpoint_keeps_the_optimizer_state(tmp_path):
-    model = tiny_model()
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
-    model.fit(np.ones((4, 8, 8, 3)), np.zeros((4, 4, 10)), epochs=1, batch_size=2, verbose=0)
-    path = save_checkpoint(model, tmp_path / "last.keras")
-    restored = load_model(path, compile=True)
-    assert int(restored.optimizer.iterations.numpy()) == 2
-    for saved, loaded in zip(model.optimizer.variables, restored.optimizer.variables):
-        np.testing.assert_allclose(np.asarray(saved), np.asarray(loaded))
 
 
 def test_keras_safe_mode_is_the_second_line_of_defence(tmp_path, monkeypatch):

@@ -12,9 +12,9 @@ from core.alphabet import Alphabet
 from data.augment import ImageAugmentation
 from data.batches import MixedBatches
 from models.io import load_model
-from models.losses import softmax_mse
-from models.mean_teacher import MeanTeacher, copy_as_teacher, update_ema
-from models.ramps import sigmoid_rampup
+from training.losses import softmax_mse
+from training.objective import MeanTeacherSettings, Objective, copy_as_teacher, update_ema
+from training.ramps import sigmoid_rampup
 from training.history import read_history
 
 ALPHABET = Alphabet()
@@ -49,7 +49,7 @@ def test_update_ema_is_the_formula():
 def test_one_step_moves_the_student_and_the_teacher_only_by_ema(name):
     keras.utils.set_random_seed(0)
     student = models.get_model(name, alphabet=ALPHABET, image_size=IMAGE_SIZE)
-    objective = MeanTeacher(student, ALPHABET.num_classes, ALPHABET.length, ema_decay=0.9, consistency_weight=5.0)
+    objective = Objective(student, mean_teacher=MeanTeacherSettings(ema_decay=0.9, consistency_weight=5.0))
     objective.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
     teacher = objective.teacher
     assert teacher.trainable_weights == [] and not teacher.trainable

@@ -13,7 +13,7 @@ from models.decoding import decode_text, decode_with_confidence, seq2seq_greedy_
 from models.io import load_model, model_alphabet, save_model
 from models.layers import output_kind
 from models.seq2seq import teacher_forcing_model
-from models.supervised import Supervised
+from training.objective import Objective
 
 ALPHABET = Alphabet("0123456789ABCDEF", 3)
 
@@ -90,7 +90,7 @@ def test_overfits_a_few_images_and_reads_them_greedily():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (4, 24, 40, 3)).astype("uint8")
     model = tiny(cnn_dropout=0.0, recurrent_dropout=0.0, units=32)
-    objective = Supervised(model, ALPHABET.num_classes, ALPHABET.length)
+    objective = Objective(model)
     objective.compile(optimizer=keras.optimizers.Adam(0.01))
     codes = ALPHABET.encode_many(labels)
     objective.fit(images, codes, batch_size=4, epochs=150, verbose=0)

@@ -5,15 +5,17 @@ import shutil
 import numpy as np
 import pytest
 
-import models
 import train
 from core.alphabet import Alphabet
 from data.dataset import load_labelled_folder
 from data.generate import read_manifest
 from data.labels import list_image_files
 from models.io import load_model
-from models.training import compile_model
+from training.callbacks import EpochReport
 from training.history import read_history
+from training.optimizer import make_optimizer
+from training.recipe import Recipe
+from training.run import best_so_far, build_objective
 
 
 def test_train_end_to_end(captcha_folders, tmp_path, capsys):
@@ -103,8 +105,6 @@ def test_train_generates_missing_folders(captcha_folders, tmp_path, capsys):
 def test_bad_options_are_refused(tmp_path):
     with pytest.raises(SystemExit, match=r"must end in \.keras"):
         train.main(["--output", str(tmp_path / "model.h5")])
-    with pytest.raises(SystemExit):
-        train.main(["--model", "no_such_model"])
 
 
 def _fast_options(train_dir, val_dir, output, epochs=3):
@@ -125,11 +125,20 @@ def _fast_options(train_dir, val_dir, output, epochs=3):
     ]
 
 
-def test_ctrl_c_keeps_the_best_model_and_resume_continues(captcha_folders, tmp_path, monkeypatch, capsys):
+def restored_objective(tmp_path, recipe, steps_per_epoch):
+    """The objective of an interrupted run, as `--resume` rebuilds it."""
+    objective = build_objective(recipe, load_model(tmp_path / "run.last.keras"), steps_per_epoch)
+    objective.optimizer.build(objective.trainable_variables)
+    objective.load_weights(tmp_path / "run.last.weights.h5")
+    return objective
+
+
+@pytest.mark.parametrize("model", ["cellnet_tiny", "crnn_ctc_tiny"])
+def test_ctrl_c_keeps_the_best_model_and_resume_continues(captcha_folders, tmp_path, monkeypatch, capsys, model):
     train_dir, val_dir = captcha_folders
     output = tmp_path / "run.keras"
-    last, state = tmp_path / "run.last.keras", tmp_path / "run.last.json"
-    begin, batch_end = train.EpochReport.on_epoch_begin, train.EpochReport.on_train_batch_end
+    state = tmp_path / "run.last.json"
+    begin, batch_end = EpochReport.on_epoch_begin, EpochReport.on_train_batch_end
 
     def remember_epoch(self, epoch, logs=None):
         self.current_epoch = epoch
@@ -140,35 +149,49 @@ def test_ctrl_c_keeps_the_best_model_and_resume_continues(captcha_folders, tmp_p
             raise KeyboardInterrupt
         batch_end(self, batch, logs)
 
+    options = [*_fast_options(train_dir, val_dir, output), "--model", model]
     with monkeypatch.context() as patch:
-        patch.setattr(train.EpochReport, "on_epoch_begin", remember_epoch)
-        patch.setattr(train.EpochReport, "on_train_batch_end", ctrl_c_in_second_epoch)
-        summary = train.main(_fast_options(train_dir, val_dir, output))
+        patch.setattr(EpochReport, "on_epoch_begin", remember_epoch)
+        patch.setattr(EpochReport, "on_train_batch_end", ctrl_c_in_second_epoch)
+        summary = train.main(options)
     assert "Interrupted" in capsys.readouterr().out
     assert summary["interrupted"] is True and summary["best_epoch"] == 1 and summary["epochs_run"] == 1
+    assert train.exit_status(summary) == 130
     assert json.loads(state.read_text())["finished"] is False
     # 24 images in batches of 8: the checkpoint holds the 3 steps of epoch 1, not the 2 of the interrupted epoch.
-    checkpoint = load_model(last, compile=True)
-    assert int(checkpoint.optimizer.iterations.numpy()) == 3
+    recipe = Recipe.from_dict(json.loads(state.read_text())["recipe"])
+    objective = restored_objective(tmp_path, recipe, steps_per_epoch=3)
+    assert int(objective.optimizer.iterations.numpy()) == 3
     images = load_labelled_folder(val_dir, Alphabet()).images[:4]
     np.testing.assert_allclose(
-        load_model(output).predict(images, verbose=0), checkpoint.predict(images, verbose=0), rtol=1e-5, atol=1e-6
+        load_model(output).predict(images, verbose=0), objective.model.predict(images, verbose=0), rtol=1e-5, atol=1e-6
     )
     # The learning-rate schedule is the 9-step one of the run, at step 3.
-    expected = compile_model(models.get_model("cellnet_tiny"), 4, 3e-3, total_steps=9).optimizer._learning_rate
-    assert checkpoint.optimizer._learning_rate.get_config() == expected.get_config()
-    assert float(checkpoint.optimizer.learning_rate) == pytest.approx(float(expected(3)))
+    expected = make_optimizer(recipe.learning_rate, total_steps=9)._learning_rate
+    assert objective.optimizer._learning_rate.get_config() == expected.get_config()
+    assert float(objective.optimizer.learning_rate) == pytest.approx(float(expected(3)))
 
     with pytest.raises(SystemExit, match="--resume"):
-        train.main(_fast_options(train_dir, val_dir, output))
+        train.main(options)
     summary = train.main(["--output", str(output), "--resume", "--quiet"])  # the other options come from the state
     assert "Resuming" in capsys.readouterr().out
-    assert summary["resumed_after_epoch"] == 1 and summary["epochs_run"] == 3
+    assert summary["resumed_after_epoch"] == 1 and summary["epochs_run"] == 3 and train.exit_status(summary) == 0
     assert read_history(tmp_path / "run.history.csv")["epoch"] == [1.0, 2.0, 3.0]
-    assert int(load_model(last, compile=True).optimizer.iterations.numpy()) == 9
+    assert (tmp_path / "run.history.csv").read_text().splitlines()[1].startswith("1,")  # epochs from 1 in the file
+    assert int(restored_objective(tmp_path, recipe, 3).optimizer.iterations.numpy()) == 9
     assert json.loads(state.read_text())["finished"] is True
     with pytest.raises(SystemExit, match="finished"):
         train.main(["--output", str(output), "--resume"])
+
+
+def test_ctrl_c_before_the_first_epoch_ends_exits_130(captcha_folders, tmp_path, monkeypatch):
+    def ctrl_c(self, batch, logs=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(EpochReport, "on_train_batch_end", ctrl_c)
+    with pytest.raises(SystemExit) as stopped:
+        train.main(_fast_options(*captcha_folders, tmp_path / "m.keras"))
+    assert stopped.value.code == 130 and not (tmp_path / "m.keras").exists()
 
 
 def test_resume_needs_a_checkpoint(tmp_path):
@@ -176,12 +199,52 @@ def test_resume_needs_a_checkpoint(tmp_path):
         train.main(["--output", str(tmp_path / "never_trained.keras"), "--resume"])
 
 
-def test_truncate_history_drops_rows_after_the_checkpoint(tmp_path):
+def test_best_so_far_drops_rows_after_the_checkpoint(tmp_path):
     history = tmp_path / "h.csv"
-    history.write_text("epoch,loss,val_mean_accuracy\n0,2.0,0.1\n1,1.5,0.4\n2,1.2,0.3\n3,1.0,0.9\n")
-    assert train.truncate_history(history, 3) == (0.4, 2)
-    assert history.read_text().splitlines()[-1] == "2,1.2,0.3"
-    assert train.truncate_history(tmp_path / "absent.csv", 3) == (-math.inf, None)
+    history.write_text("epoch,loss,val_mean_accuracy\n1,2.0,0.1\n2,1.5,0.4\n3,1.2,0.3\n4,1.0,0.9\n")
+    assert best_so_far(history, 3, ["val_mean_accuracy"]) == (0.4, 2)
+    assert history.read_text().splitlines()[-1] == "3,1.2,0.3"
+    assert best_so_far(tmp_path / "absent.csv", 3, ["val_mean_accuracy"]) == (-math.inf, None)
+
+
+def test_config_file_with_command_line_overrides(captcha_folders, tmp_path):
+    train_dir, val_dir = captcha_folders
+    config = tmp_path / "recipe.json"
+    config.write_text(json.dumps({"comment": "a test", "model": "shawon_tiny", "epochs": 3, "batch_size": 8}))
+    output = tmp_path / "m.keras"
+    arguments = ["--config", str(config), "--epochs", "1", "--train-dir", str(train_dir), "--val-dir", str(val_dir)]
+    summary = train.main([*arguments, "--quiet", "--output", str(output)])
+    assert summary["options"]["model"] == "shawon_tiny" and summary["options"]["batch_size"] == 8
+    assert summary["epochs_run"] == 1  # the command line wins
+    config.write_text(json.dumps({"epoch": 3}))
+    with pytest.raises(SystemExit, match=r"unknown options \['epoch'\]"):
+        train.main(["--config", str(config)])
+
+
+def test_help_answers_without_tensorflow():
+    """`--help` lists the options without loading TensorFlow, and hides the tiny test models."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "train.py", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "--fresh-images" in result.stdout and "_tiny" not in result.stdout
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()]
+    assert not [name for name in imported if name.split(".")[0] in ("tensorflow", "keras")]
+
+
+def test_folders_that_cannot_work_are_named(captcha_folders, tmp_path):
+    empty = tmp_path / "my_images"
+    empty.mkdir()
+    with pytest.raises(SystemExit, match="my_images holds no images.*python -m data.generate"):
+        train.main(_fast_options(empty, captcha_folders[1], tmp_path / "m.keras"))
+    assert list(empty.iterdir()) == []  # nothing was generated into it
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit, match="a_file is a file, not a folder"):
+        train.main(_fast_options(*captcha_folders, tmp_path / "a_file" / "m.keras"))
+    with pytest.raises(SystemExit, match="Unknown model 'no_such_model'"):
+        train.main([*_fast_options(*captcha_folders, tmp_path / "m.keras"), "--model", "no_such_model"])
 
 
 def test_skip_bad_images(captcha_folders, tmp_path, capsys):

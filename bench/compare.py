@@ -1,10 +1,10 @@
 """Trains several registered models on the same data under the same budget and compares them.
 
-    python compare.py --models fourblock,resnet18,crnn_ctc --epochs 5 --time-limit 300 \
+    python -m bench.compare --models fourblock,resnet18,crnn_ctc --epochs 5 --time-limit 300 \
         --output-dir bench/results/henan --data ../shared/datasets/henan-4digit/images \
         --labels ../shared/datasets/henan-4digit/labels.txt --split 0.8,0.1,0.1
 
-Every option that `compare.py` does not know is passed to `train.py` for
+Every option that `bench.compare` does not know is passed to `train.py` for
 every model (data, alphabet, batch size, learning rate...), so all models
 see the same images, the same split and the same optimiser settings; each
 gets the same `--epochs` and `--time-limit`. Writes `comparison.md` and
@@ -26,13 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's start-up chatter out of the report.
-
-import models  # noqa: E402
-import train  # noqa: E402
-from core.figures import plot_comparison  # noqa: E402
-from core.files import atomic_path  # noqa: E402
-from training.history import read_history  # noqa: E402
+import models
+import train
+from core.figures import plot_comparison
+from core.files import atomic_path
+from training.history import read_history
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--models",
         required=True,
-        help=f"comma-separated registered models; choose from: {', '.join(models.list_models())}",
+        help="comma-separated registered models (python -m models lists them)",
     )
     parser.add_argument("--epochs", type=int, default=5, help="epochs for every model (default: %(default)s)")
     parser.add_argument(
@@ -136,7 +134,7 @@ def main(argv=None) -> dict:
 
     started = time.time()
     rows = compare(names, train_arguments, args.epochs, args.time_limit, work_dir)
-    command = shlex.join(["python", "compare.py", *(argv if argv is not None else sys.argv[1:])])
+    command = shlex.join(["python", "-m", "bench.compare", *(argv if argv is not None else sys.argv[1:])])
     budget = f"{args.epochs} epochs" + (f" or {args.time_limit:.0f} s of training" if args.time_limit else "")
     header = "\n".join(
         [

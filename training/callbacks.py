@@ -1,0 +1,183 @@
+"""The callbacks of every run: progress, the per-epoch log, the time limit and the two files kept up to date.
+
+Two things are saved while a model trains, each replaced atomically: the
+best plain model so far (`BestModelCheckpoint`, what users get) and the full
+state of the last finished epoch (`TrainingCheckpoint`: the plain model in
+`<name>.last.keras`, and in `<name>.last.weights.h5` everything the
+objective holds, the teacher and the optimizer's moments and step count
+included), which `train.py --resume` continues from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from models.io import save_model
+
+
+def mean_position_accuracy(logs: dict, length: int, prefix: str = "val_") -> float:
+    return float(np.mean([logs[f"{prefix}digit_{position}_accuracy"] for position in range(length)]))
+
+
+class EpochReport(keras.callbacks.Callback):
+    """A progress bar within each epoch, then one summary line per epoch.
+
+    Also adds `val_mean_accuracy` (mean of the per-position validation
+    accuracies; `val_teacher_mean_accuracy` for a Mean Teacher's teacher) to
+    the logs, for the checkpoint and the CSV log that follow.
+    """
+
+    def __init__(self, epochs: int, steps_per_epoch: int, length: int, progress_bar: bool = True):
+        super().__init__()
+        self.epochs, self.steps_per_epoch, self.length = epochs, steps_per_epoch, length
+        self.progress_bar = progress_bar
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.time()
+        self.bar = keras.utils.Progbar(
+            self.steps_per_epoch, stateful_metrics=["loss", "whole_accuracy"], verbose=1 if self.progress_bar else 0
+        )
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        self.bar.update(batch + 1, [(key, logs[key]) for key in ("loss", "whole_accuracy") if key in logs])
+
+    def on_epoch_end(self, epoch, logs=None):
+        if "val_loss" not in logs:
+            return
+        logs["val_mean_accuracy"] = mean_position_accuracy(logs, self.length)
+        digits = " ".join(f"{logs[f'val_digit_{p}_accuracy']:.4f}" for p in range(self.length))
+        teacher = ""
+        if "val_teacher_digit_0_accuracy" in logs:
+            logs["val_teacher_mean_accuracy"] = mean_position_accuracy(logs, self.length, prefix="val_teacher_")
+            teacher = (
+                f" - teacher mean {logs['val_teacher_mean_accuracy']:.4f}"
+                f" whole {logs['val_teacher_whole_accuracy']:.4f}"
+            )
+        print(
+            f"Epoch {epoch + 1}/{self.epochs}: {time.time() - self.started:.0f}s - loss {logs['loss']:.4f}"
+            f" - val_loss {logs['val_loss']:.4f} - val digits {digits}"
+            f" - val mean {logs['val_mean_accuracy']:.4f} - val whole {logs['val_whole_accuracy']:.4f}{teacher}",
+            flush=True,
+        )
+
+
+class HistoryLog(keras.callbacks.CSVLogger):
+    """Keras's CSV log of every epoch's figures, with epochs counted from 1 as on the console and in the plots."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training after the first batch that ends past `seconds`, and says so; that epoch is still validated.
+
+    Gives several models the same time budget (`bench.compare`). Records how
+    many batches the last epoch trained, so that throughput counts only the
+    images actually trained on.
+    """
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        if seconds <= 0:
+            raise ValueError(f"`seconds` must be positive. Received: seconds={seconds}")
+        self.seconds = seconds
+        self.stopped_mid_epoch, self.batches_in_epoch, self.epoch = False, 0, 0
+
+    def on_train_begin(self, logs=None):
+        self.started = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches_in_epoch, self.epoch = 0, epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches_in_epoch += 1
+        if time.time() - self.started > self.seconds and not self.model.stop_training:
+            self.model.stop_training = True
+            self.stopped_mid_epoch = True
+            print(
+                f"\nTime limit: {self.seconds:g} s of training reached after batch {self.batches_in_epoch} of epoch "
+                f"{self.epoch + 1}; validating this epoch, then stopping.",
+                flush=True,
+            )
+
+
+class BestModelCheckpoint(keras.callbacks.Callback):
+    """Saves the plain model atomically whenever the monitored figure improves.
+
+    Because every save is complete before it replaces the file, stopping
+    training at any moment (Ctrl-C included) leaves the best model so far.
+
+    Args:
+        path: The `.keras` file to keep.
+        candidates: A dict from a validation log entry to maximise to the plain
+            model it scores (`Objective.plain_models`: the model, and a Mean
+            Teacher's teacher); each epoch the best of them is compared with
+            the best so far.
+        best: The best value of a run being resumed (default: none yet).
+        best_epoch: Its epoch number, counted from 1.
+    """
+
+    def __init__(self, path: str | Path, candidates: dict, best: float = -math.inf, best_epoch=None):
+        super().__init__()
+        self.path, self.candidates = Path(path), candidates
+        self.best, self.best_epoch, self.best_source = best, best_epoch, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        scored = [(logs[key], key) for key in self.candidates if logs.get(key) is not None]
+        if not scored:
+            return
+        value, key = max(scored)
+        if value > self.best:
+            self.best, self.best_epoch, self.best_source = float(value), epoch + 1, key
+            save_model(self.candidates[key], self.path)
+
+
+class TrainingCheckpoint(keras.callbacks.Callback):
+    """Saves the state of the run atomically at the end of every epoch.
+
+    `<name>.last.keras` is the plain model (its architecture, for resuming);
+    `<name>.last.weights.h5` every variable of the objective, the optimizer's
+    included. The optimizer's step count travels in it, so a resumed run
+    knows how many epochs are done (steps // steps per epoch) and its
+    learning-rate schedule, a function of the step, continues where it stopped.
+    """
+
+    def __init__(self, model_path: str | Path, state_path: str | Path):
+        super().__init__()
+        self.model_path, self.state_path = Path(model_path), Path(state_path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        save_model(self.model.model, self.model_path)
+        # Keras insists on the `.weights.h5` ending, so the temporary name keeps it.
+        temporary = self.state_path.with_name(f".tmp{os.getpid()}.{self.state_path.name}")
+        try:
+            self.model.save_weights(temporary)
+            os.replace(temporary, self.state_path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+
+
+def completed_epochs(objective: keras.Model, steps_per_epoch: int) -> int:
+    """Epochs a restored objective has finished, from its optimizer's step count.
+
+    Raises:
+        ValueError: The step count is not a whole number of epochs of
+            `steps_per_epoch` steps (the data or the batch size changed).
+    """
+    steps = int(keras.ops.convert_to_numpy(objective.optimizer.iterations))
+    if steps % steps_per_epoch:
+        raise ValueError(
+            f"the checkpoint has taken {steps} optimizer steps, not a whole number of epochs of "
+            f"{steps_per_epoch} steps: the training data or --batch-size changed since it was saved."
+        )
+    return steps // steps_per_epoch

@@ -1,0 +1,339 @@
+"""The training run: a recipe in, the best model and its logs out, nothing lost on the way.
+
+    summary = train(Recipe(epochs=3, output="runs/quick.keras"))
+
+Beside the model (`<name>.keras`, the best epoch's plain model) it writes
+`<name>.history.csv` (per-epoch figures, epochs from 1), `<name>.curves.png`
+(accuracy of each position against epoch) and `<name>.json` (the recipe, the
+figures of the run and the final validation and test accuracies). While it
+trains, `<name>.last.keras`, `<name>.last.weights.h5` and `<name>.last.json`
+hold the state of the last finished epoch (`training.callbacks`): Ctrl-C
+keeps them and the best model, and `resume=True` continues from there with
+the same recipe, learning-rate schedule and CSV log, for every kind of run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+import models
+from core.files import atomic_path, rounded, write_json
+from data.batches import ArrayBatches
+from models.evaluation import evaluate_model, format_accuracies
+from models.io import load_model, model_alphabet
+from training.callbacks import (
+    BestModelCheckpoint,
+    EpochReport,
+    HistoryLog,
+    TimeLimit,
+    TrainingCheckpoint,
+    completed_epochs,
+)
+from training.data import TrainingData, fresh_images, images_per_step, load_training_data, training_batches
+from training.history import read_history
+from training.objective import MeanTeacherSettings, Objective, compiled_objective
+from training.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of a run, named after its model file."""
+
+    model: Path
+
+    def __getattr__(self, name):
+        suffixes = {
+            "history": ".history.csv",
+            "curves": ".curves.png",
+            "summary": ".json",
+            "last_model": ".last.keras",
+            "last_weights": ".last.weights.h5",
+            "last_state": ".last.json",
+            "split": ".split.csv",
+            "labelled": ".labelled.txt",
+        }
+        if name not in suffixes:
+            raise AttributeError(name)
+        return Path(f"{self.model.with_suffix('')}{suffixes[name]}")
+
+
+def saved_recipe(output: str | Path) -> Recipe:
+    """The recipe of the interrupted run of `output`, read from its `<name>.last.json`.
+
+    Raises:
+        ValueError: Nothing to resume: no state, a finished run, or an unreadable file.
+    """
+    files = RunFiles(Path(output))
+    if not all(path.is_file() for path in (files.last_model, files.last_weights, files.last_state)):
+        raise ValueError(
+            f"nothing to resume for {output}: {files.last_weights} or {files.last_state} is missing (they are "
+            "written at the end of each epoch of a run with this --output)."
+        )
+    try:
+        state = json.loads(files.last_state.read_text())
+        recipe = Recipe.from_dict(state["recipe"], source=str(files.last_state))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{files.last_state} is not a training state file: {error}") from None
+    if state.get("finished"):
+        raise ValueError(f"the run of {output} finished; nothing to resume.")
+    return recipe.replace(output=str(output))
+
+
+def build_model(recipe: Recipe, image_size) -> keras.Model:
+    """The model to train: the registry's `recipe.model`, or the `initial_model` file."""
+    alphabet = recipe.alphabet_spec
+    if recipe.initial_model:
+        try:
+            model = load_model(recipe.initial_model)
+            model_alphabet(model, alphabet)
+        except (FileNotFoundError, ValueError) as error:
+            raise ValueError(f"--initial-model: {error}") from None
+        if tuple(model.input_shape[1:3]) != tuple(image_size):
+            raise ValueError(
+                f"--initial-model takes images of {model.input_shape[1:3]}; the data has {tuple(image_size)}."
+            )
+        return model
+    options = dict(recipe.model_options)
+    options.update({key: getattr(recipe, key) for key in ("weights", "backbone") if getattr(recipe, key) is not None})
+    try:
+        return models.get_model(recipe.model, alphabet=alphabet, image_size=image_size, **options)
+    except TypeError as error:  # A builder without that option.
+        names = [f"--{key}" if key in ("weights", "backbone") else key for key in options]
+        raise ValueError(f"--model {recipe.model} takes no {' or '.join(names)}: {error}") from None
+    except FileNotFoundError as error:
+        raise ValueError(str(error)) from None
+
+
+def build_objective(recipe: Recipe, model: keras.Model, steps_per_epoch: int) -> Objective:
+    """The compiled objective that `fit` trains (`training.objective`)."""
+    settings = None
+    if recipe.mean_teacher:
+        rampup = round(recipe.consistency_rampup * steps_per_epoch)
+        settings = MeanTeacherSettings(recipe.ema_decay, recipe.consistency_weight, rampup)
+    return compiled_objective(
+        model,
+        recipe.learning_rate,
+        steps_per_epoch * recipe.epochs,
+        label_smoothing=recipe.label_smoothing,
+        mean_teacher=settings,
+        name=recipe.optimizer,
+        schedule=recipe.schedule,
+        weight_decay=recipe.weight_decay,
+        momentum=recipe.momentum,
+        nesterov=recipe.nesterov,
+        clip_value=recipe.clip_value,
+    )
+
+
+def best_so_far(history_path: Path, epochs: int, candidates) -> tuple[float, int | None]:
+    """Keeps the first `epochs` rows of the CSV log (a stopped run may have logged one more).
+
+    Returns:
+        (the best figure of `candidates` among the rows kept, its epoch from 1); (-inf, None) without a log.
+    """
+    if not history_path.is_file():
+        return -math.inf, None
+    lines = history_path.read_text().splitlines(keepends=True)
+    with atomic_path(history_path) as temporary:
+        temporary.write_text("".join(lines[: epochs + 1]))
+    history = read_history(history_path)
+    scored = [(value, epoch + 1) for key in candidates for epoch, value in enumerate(history.get(key, []))]
+    return max(scored, default=(-math.inf, None))
+
+
+def check_output(recipe: Recipe, force: bool, resume: bool) -> Path:
+    output = Path(recipe.output)
+    for parent in output.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"--output {output}: {parent} is a file, not a folder.")
+    if output.exists() and not force and not resume:
+        raise ValueError(
+            f"{output} already exists. Pass --force to replace it, --resume to continue its interrupted run, "
+            "or choose another --output."
+        )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return output
+
+
+def train(recipe: Recipe, force: bool = False, resume: bool = False, quiet: bool = False) -> dict:
+    """Runs `recipe` (resuming its interrupted run with `resume`); returns the summary also written as JSON.
+
+    Raises:
+        ValueError: An option, a folder or a file that cannot work; the message names it.
+        KeyboardInterrupt: Ctrl-C before the first epoch ended (nothing was saved).
+    """
+    rate = models.recommended_learning_rate(recipe.model)  # Also refuses an unknown name, before any data loads.
+    if recipe.learning_rate is None:
+        recipe = recipe.replace(learning_rate=rate)
+    recipe.check()
+    files = RunFiles(check_output(recipe, force, resume))
+    started = time.time()
+    data = load_training_data(recipe, files.split, files.labelled)
+    data_seconds = time.time() - started
+    print(data.describe(recipe, data_seconds), flush=True)
+    batches = training_batches(recipe, data)
+    steps_per_epoch = len(batches)
+    if not resume:
+        keras.utils.set_random_seed(recipe.seed)
+        model = build_model(recipe, data.image_size)
+        objective = build_objective(recipe, model, steps_per_epoch)
+        initial_epoch, best, best_epoch = 0, -math.inf, None
+        for stale in (files.last_model, files.last_weights):  # A stale state must never be resumed with this recipe.
+            stale.unlink(missing_ok=True)
+        write_json(files.last_state, {"recipe": recipe.to_dict(), "finished": False})
+    else:
+        model = load_model(files.last_model)
+        objective = build_objective(recipe, model, steps_per_epoch)
+        objective.optimizer.build(objective.trainable_variables)
+        objective.load_weights(files.last_weights)
+        try:
+            initial_epoch = completed_epochs(objective, steps_per_epoch)
+        except ValueError as error:
+            raise ValueError(f"cannot resume from {files.last_weights}: {error}") from None
+        if initial_epoch >= recipe.epochs:
+            raise ValueError(f"{files.last_weights} has finished all {recipe.epochs} epochs; nothing to resume.")
+        best, best_epoch = best_so_far(files.history, initial_epoch, objective.plain_models)
+        # A different seed for the rest, so that the resumed epochs do not replay the first epochs' shuffles.
+        keras.utils.set_random_seed(recipe.seed + initial_epoch)
+        batches = training_batches(recipe, data, first_epoch=initial_epoch)
+        print(f"Resuming {files.model} after epoch {initial_epoch} of {recipe.epochs} (from {files.last_weights})")
+    print(f"Model: {recipe.initial_model or recipe.model}, {model.count_params():,} parameters", flush=True)
+
+    checkpoint = BestModelCheckpoint(files.model, objective.plain_models, best=best, best_epoch=best_epoch)
+    time_limit = TimeLimit(recipe.time_limit) if recipe.time_limit else None
+    callbacks = [
+        EpochReport(recipe.epochs, steps_per_epoch, recipe.alphabet_spec.length, progress_bar=not quiet),
+        checkpoint,
+        HistoryLog(str(files.history), append=resume),
+        # Last, so that the state it saves comes after the log row and the best model of its epoch.
+        TrainingCheckpoint(files.last_model, files.last_weights),
+        *([time_limit] if time_limit else []),
+    ]
+    if recipe.patience:
+        callbacks.append(keras.callbacks.EarlyStopping("val_mean_accuracy", mode="max", patience=recipe.patience))
+    train_started, interrupted = time.time(), False
+    try:
+        objective.fit(
+            batches,
+            epochs=recipe.epochs,
+            initial_epoch=initial_epoch,
+            validation_data=ArrayBatches(data.val.images, data.val.codes, batch_size=256),
+            verbose=0,
+            callbacks=callbacks,
+        )
+    except KeyboardInterrupt:
+        interrupted = True
+        print(
+            f"\nInterrupted: keeping the best model saved so far; `python train.py --output {files.model} --resume` "
+            "continues from the last finished epoch.",
+            flush=True,
+        )
+    train_seconds = time.time() - train_started
+    if checkpoint.best_epoch is None:
+        if interrupted:
+            raise KeyboardInterrupt
+        raise ValueError(f"training stopped before the first epoch ended; nothing was saved to {files.model}.")
+    if not interrupted:
+        write_json(files.last_state, {"recipe": recipe.to_dict(), "finished": True})
+    return summarise(
+        recipe,
+        files,
+        data,
+        checkpoint,
+        time_limit,
+        steps_per_epoch,
+        initial_epoch if resume else None,
+        interrupted,
+        data_seconds,
+        train_seconds,
+        model.count_params(),
+    )
+
+
+def summarise(
+    recipe,
+    files,
+    data: TrainingData,
+    checkpoint,
+    time_limit,
+    steps_per_epoch,
+    resumed_after,
+    interrupted,
+    data_seconds,
+    train_seconds,
+    parameters,
+) -> dict:
+    """Scores the best model, draws the curves, writes `<name>.json` and prints the final figures."""
+    from core.figures import plot_history
+
+    alphabet = recipe.alphabet_spec
+    best = load_model(files.model)
+    result = evaluate_model(best, data.val.images, data.val.codes, alphabet)
+    test_result = evaluate_model(best, data.test.images, data.test.codes, alphabet) if data.test else None
+    history = read_history(files.history)
+    epochs_run = len(history.get("epoch", []))
+    train_size = fresh_images(recipe) or len(data.train)
+    epoch_images = train_size if data.unlabelled is None else steps_per_epoch * images_per_step(recipe)
+    images_trained = epoch_images * epochs_run
+    if time_limit and time_limit.stopped_mid_epoch:  # The last epoch ended early: count what it trained on.
+        images_trained -= epoch_images - min(epoch_images, time_limit.batches_in_epoch * images_per_step(recipe))
+    fresh = data.train is None
+    unlabelled = len(data.unlabelled) if data.unlabelled is not None else 0
+    plot_history(
+        history,
+        files.curves,
+        alphabet.length,
+        title=f"{recipe.initial_model or recipe.model} on {train_size:,}{' new' if fresh else ''} "
+        f"{'labelled ' if unlabelled else ''}images{' every epoch' if fresh else ''}"
+        + (f" + {unlabelled:,} unlabelled (Mean Teacher)" if unlabelled else "")
+        + f", best epoch {checkpoint.best_epoch}",
+    )
+    summary = {
+        "options": recipe.to_dict(),
+        "alphabet": alphabet.get_config(),
+        "image_size": list(data.image_size),
+        "model_file": str(files.model),
+        "parameters": parameters,
+        "train_images": train_size,
+        "fresh_images_per_epoch": fresh_images(recipe),
+        "unlabelled_images": unlabelled,
+        "labelled_file": str(files.labelled) if recipe.labelled_count is not None else None,
+        "saved_network": {"val_teacher_mean_accuracy": "teacher", "val_mean_accuracy": "student"}.get(
+            checkpoint.best_source
+        )
+        if recipe.mean_teacher
+        else None,
+        "val_images": len(data.val),
+        "test_images": len(data.test) if data.test else 0,
+        "split_file": str(files.split) if recipe.data else None,
+        "best_epoch": checkpoint.best_epoch,
+        "epochs_run": epochs_run,
+        "resumed_after_epoch": resumed_after,
+        "stopped_by_time_limit": bool(time_limit and time_limit.stopped_mid_epoch),
+        "interrupted": interrupted,
+        "data_seconds": round(data_seconds, 1),
+        "train_seconds": round(train_seconds, 1),
+        "train_images_per_second": round(
+            (images_trained - epoch_images * (resumed_after or 0)) / max(train_seconds, 1e-9), 1
+        ),
+        "validation": result,
+        "test": test_result,
+        "history_file": str(files.history),
+        "curves_file": str(files.curves),
+    }
+    summary = rounded(summary)
+    write_json(files.summary, summary)
+    print(f"\nBest epoch {checkpoint.best_epoch} saved to {files.model} ({train_seconds / 60:.1f} min of training).")
+    for position, accuracy in enumerate(result["position_accuracies"]):
+        print(f"  validation accuracy of {alphabet.position_name} {position}: {accuracy:.4f}")
+    print(f"  {format_accuracies(result)}")
+    if test_result:
+        print(f"  test ({len(data.test)} images): {format_accuracies(test_result)}")
+    print(f"Curves: {files.curves}, history: {files.history}, summary: {files.summary}")
+    return summary
