@@ -10,7 +10,8 @@ from data.dataset import load_labelled_folder
 from models.decoding import decode_codes
 from models.io import load_model, model_alphabet, save_model
 from models.layers import foreground_map, grayscale, is_ctc_model, output_kind
-from models.training import compile_model
+from training.objective import compiled_objective
+from training.recipe import DEFAULT_MODEL
 
 ALPHABET = Alphabet()
 
@@ -25,7 +26,7 @@ def batch():
 
 def test_registry():
     names = models.list_models()
-    assert {"shawon", "cellnet", "vgg_notebook", "fourblock", "resnet18", "crnn_ctc", models.DEFAULT_MODEL} <= set(
+    assert {"shawon", "cellnet", "vgg_notebook", "fourblock", "resnet18", "crnn_ctc", DEFAULT_MODEL} <= set(
         names
     )
     assert all(f"{name}_tiny" in names for name in models.list_models(include_tiny=False))
@@ -57,14 +58,14 @@ def test_model_shape_fit_and_round_trip(name, batch, tmp_path):
         assert model.output_shape == (None, 5, 13)
     else:
         assert model.output_shape == (None, 4, 10)
-    compile_model(model, ALPHABET.length, learning_rate=1e-3, total_steps=2)
+    objective = compiled_objective(model, learning_rate=1e-3, total_steps=2)
     before = [weight.copy() for weight in model.get_weights()]
-    history = model.fit(images, codes, batch_size=4, epochs=1, verbose=0)
+    history = objective.fit(images, codes, batch_size=4, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     predictions = model.predict(images, verbose=0)
     np.testing.assert_allclose(predictions.sum(axis=-1), 1.0, rtol=1e-5)
-    codes = decode_codes(predictions, ALPHABET)
+    codes = decode_codes(predictions, ALPHABET, output_kind(model))
     assert codes.shape == (4, 4) and codes.min() >= -1 and codes.max() < 10
 
     path = save_model(model, tmp_path / f"{name}.keras")

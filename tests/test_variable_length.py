@@ -134,20 +134,19 @@ def test_ctc_training_lowers_the_loss_of_labels_of_several_lengths():
     """The -1 padding reaches the CTC loss as shorter targets: a few steps on four images lower it."""
     import keras
 
-    from models.training import compile_model
+    from training.objective import compiled_objective
 
     keras.utils.set_random_seed(0)
     codes = ALPHABET.encode_many(["12", "345", "6789", "90"])
     images = np.random.default_rng(0).integers(0, 256, (4, *IMAGE_SIZE, 3)).astype("uint8")
     model = models.get_model("crnn_ctc_tiny", alphabet=ALPHABET, image_size=IMAGE_SIZE, dropout=0)
-    compile_model(model, ALPHABET.length, learning_rate=0.01, total_steps=30, warmup_fraction=0.01)
-    losses = model.fit(images, codes, batch_size=4, epochs=30, verbose=0).history["loss"]
+    objective = compiled_objective(model, learning_rate=0.01, total_steps=30, warmup_fraction=0.01)
+    losses = objective.fit(images, codes, batch_size=4, epochs=30, verbose=0).history["loss"]
     assert np.all(np.isfinite(losses)) and losses[-1] < 0.7 * losses[0]
 
 
 def test_inference_tally_and_marks_count_only_real_characters():
-    from inference import marked_text
-    from models.inference import Tally
+    from models.viewer import Tally, marked_text
 
     tally = Tally()
     short_read_short = tally.add(ALPHABET.encode("12"), np.array([1, 2, -1, -1]))

@@ -25,7 +25,7 @@ import keras
 import models
 from core.files import atomic_path, rounded, write_json
 from data.batches import ArrayBatches
-from models.evaluation import evaluate_model, format_accuracies
+from models.reader import evaluate_model, format_accuracies
 from models.io import load_model, model_alphabet
 from training.callbacks import (
     BestModelCheckpoint,
