@@ -141,7 +141,7 @@ def run_set(name: str, args) -> dict:
         common += ["--optimizer", "sgd"]
         model_options = {} if args.original else dict(SMALL_MODEL)
         if name == "multicolor" and not args.rgb:
-            # In RGB the random colours hide the digits: 17 epochs on 700 images stayed at chance (see README).
+            # In RGB the random colours hide the digits: 17 epochs on 700 images stayed at chance (see docs/results.md).
             model_options["foreground"] = True
     if model_options:
         common += ["--model-options", json.dumps(model_options)]

@@ -5,37 +5,12 @@ strip. The model crops the strip, halves its resolution, replaces the random
 colours by a normalised foreground map (`models.layers.foreground_map`), cuts the strip into
 its cells and reads every cell with the same CNN and classifier.
 
-Why this shape (2 CPU cores). The first two points come from exploratory
-runs of earlier versions of this file on 20,000 training images for 3 epochs
-(not kept as commands); the last is measured by `python -m bench.bench_train`:
-- Reading the whole strip with one CNN and pooling one feature column per
-  cell reached 64% per digit, and the first position lagged at 44% (its
-  column sees the image border); cutting the cells first gives every
-  position the same problem and reached 72% with the same budget.
-- The foreground map normalised per image, a higher learning rate (3e-3) and
-  light dropout (0.1) raised that to 82%.
-- Sharing one reader across the cells means every training image teaches it
-  four digits.
-- Random shifts (±8%) and rotations (±11°) of each cell, meant to fight
-  overfitting, cost accuracy: 84.4% per digit after the default 10 epochs on
-  30,000 images with them, 91.3% without (`augment=True` keeps the option;
-  bench/results/experiment_cellnet_augment.json). Without them the run ends
-  at 98% training accuracy: more distinct images, not more epochs or
-  distortions, is what the next point of accuracy needs.
-- Two thirds of what the model still misreads are characters in ten of the
-  44 fonts (thin outlines, hairline scripts; `python -m bench.font_accuracy`).
-  Keeping their one-pixel strokes at full strength did not help: computing
-  the foreground map at full resolution and max-pooling it 2x2 gave 75.4%
-  per digit after 3 epochs of 12,800 new images against 77.9% for the
-  average-pooled RGB strip; reading full-resolution 64x64 cells with a
-  stride-2 first convolution learnt slower (21% against 47% after the first
-  epoch) and ran 23% slower. (Exploratory runs of `python train.py --epochs 3
-  --fresh-images 12800` with those variants, not kept as options.)
-- Dropout 0 instead of 0.1 (`--model-options '{"dropout": 0}'`) read 94.3%
-  per digit and 79.1% whole after the default 10 epochs against 93.7% and
-  77.0% (bench/results/train_cellnet_dropout0.json): with images that never
-  repeat, dropout has nothing to prevent. One run each; the default stays
-  0.1 until a second seed confirms it.
+Why this shape (cells first, one shared reader, colour removed rather than
+learnt, no distortions, half resolution) is explained in docs/design.md,
+and its measured figures are in docs/results.md. `augment=True` keeps the
+per-cell shifts and rotations that cost accuracy
+(bench/results/experiment_cellnet_augment.json); `dropout` is 0.1 by
+default (bench/results/train_cellnet_dropout0.json has the run without it).
 """
 
 from __future__ import annotations
