@@ -10,35 +10,30 @@ The alphabet (characters and length) is read from the model, where
 models saved before it did. The model is loaded with Keras safe mode on, so a file cannot run code. The
 exit status is 0 when every digit position reaches the threshold (PASS), 1
 when one does not (FAIL) and 2 when the model or the data cannot be used.
+Nothing is written unless `--figures` asks for it; the decoded images are
+cached outside the data folder (see `data.dataset`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # Keep TensorFlow's start-up chatter out of the report.
+from core.alphabet import Alphabet, add_alphabet_arguments, alphabet_from_arguments
+from core.assignment import PASS_THRESHOLD
+from core.quiet import load_keras
+from data.dataset import describe_skipped, load_labelled_folder
+from data.split import SUBSETS, read_split, select
 
-from core.alphabet import Alphabet, add_alphabet_arguments, alphabet_from_arguments  # noqa: E402
-from data.dataset import describe_skipped, load_labelled_folder  # noqa: E402
-from data.split import SUBSETS, read_split, select  # noqa: E402
-from models.evaluation import (  # noqa: E402
-    PASS_THRESHOLD,
-    add_verdict,
-    evaluate_predictions,
-    format_accuracies,
-    predict_codes,
-)
-from models.io import load_model, model_alphabet  # noqa: E402
+DEFAULT_DATA = "capts_val"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="?", default="my_model.keras", help="a .keras file (default: %(default)s)")
-    parser.add_argument("--data", default="capts_val", help="folder of labelled images (default: %(default)s)")
+    parser.add_argument("--data", default=DEFAULT_DATA, help="folder of labelled images (default: %(default)s)")
     parser.add_argument("--labels", default=None, help="optional 'FILENAME LABEL' file for --data")
     parser.add_argument(
         "--split-file", default=None, help="a split written by train.py --data: score only the --subset images"
@@ -96,24 +91,42 @@ def save_figures(data, predicted, alphabet: Alphabet, folder: Path, model_name: 
     return paths
 
 
+def check_figures_folder(folder: Path) -> None:
+    """Raises ValueError unless `folder` is, or can be made, a folder: nothing on its way is a file."""
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--figures {folder}: {existing} is a file, not a folder.")
+
+
+def check_data_folder(folder: str) -> None:
+    """Raises FileNotFoundError for a missing data folder, saying how to make the default one."""
+    if not Path(folder).is_dir():
+        how = " Draw it with `python -m data.generate` (capts_train/ and capts_val/)." if folder == DEFAULT_DATA else ""
+        raise FileNotFoundError(f"Image folder not found: {folder}.{how}")
+
+
 def main(argv=None) -> dict:
+    """Scores the model; returns the result (accuracies, verdict, model, data, skipped files, figures)."""
     args = build_parser().parse_args(argv)
     if not 0 <= args.threshold <= 1:
         print(f"error: --threshold must lie in [0, 1]. Received: {args.threshold}", file=sys.stderr)
         sys.exit(2)
+    if args.batch_size < 1:
+        print(f"error: --batch-size must be at least 1. Received: {args.batch_size}", file=sys.stderr)
+        sys.exit(2)
     try:
-        model = load_model(args.model)
-        alphabet = model_alphabet(model, alphabet_from_arguments(args, optional=True))
+        if args.figures:
+            check_figures_folder(Path(args.figures))
+        load_keras()
+        from models.reader import add_verdict, evaluate_predictions, format_accuracies, load_reader
+
+        reader = load_reader(args.model, alphabet_from_arguments(args, optional=True))
+        alphabet = reader.alphabet
+        check_data_folder(args.data)
         data = load_labelled_folder(args.data, alphabet, labels_file=args.labels, strict=not args.skip_bad)
         if args.split_file:
             data = select(data, read_split(args.split_file)[args.subset])
-        expected = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
-        if expected != data.images.shape[1:] and expected != (None, None, 3):
-            raise ValueError(
-                f"{args.model} takes inputs of shape {model.input_shape}; the images of {args.data} "
-                f"are {data.images.shape[1:]} (height, width, channels)."
-            )
-        predicted = predict_codes(model, data.images, alphabet, batch_size=args.batch_size)
+        predicted = reader.codes(data.images, batch_size=args.batch_size)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -122,7 +135,11 @@ def main(argv=None) -> dict:
     if data.skipped:
         print(describe_skipped(data, args.data), file=sys.stderr)
     if args.figures:
-        result["figures"] = save_figures(data, predicted, alphabet, Path(args.figures), Path(args.model).name)
+        try:
+            result["figures"] = save_figures(data, predicted, alphabet, Path(args.figures), Path(args.model).name)
+        except OSError as error:
+            print(f"error: cannot write the figures to {args.figures}: {error.strerror or error}", file=sys.stderr)
+            sys.exit(2)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -134,6 +151,8 @@ def main(argv=None) -> dict:
         verdict = "PASS" if result["passed"] else "FAIL"
         name = alphabet.position_name
         print(f"{verdict}: every {name} must reach {args.threshold:.0%} ({format_accuracies(result)})")
+    if args.figures:  # On stderr with --json, so that standard output stays one JSON object.
+        print(f"Figures written: {', '.join(result['figures'])}", file=sys.stderr if args.json else sys.stdout)
     return result
 
 

@@ -41,8 +41,8 @@ from core.alphabet import Alphabet  # noqa: E402
 from data.generate import GenerationRecorder, make_captcha  # noqa: E402
 from data.stream import GeneratedBatches  # noqa: E402
 from models.decoding import decode_codes  # noqa: E402
-from models.evaluation import evaluate_predictions  # noqa: E402
 from models.io import load_model  # noqa: E402
+from models.reader import Reader, evaluate_predictions  # noqa: E402
 from models.training import compile_model  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -146,13 +146,13 @@ def luminance(rgb) -> np.ndarray:
 
 
 def predict_scores(model, images: np.ndarray, batch_size: int = 250) -> np.ndarray:
-    """Softmax scores (images, length, classes), in batches."""
-    batches = (images[start : start + batch_size] for start in range(0, len(images), batch_size))
-    return np.concatenate([np.asarray(model.predict_on_batch(batch)) for batch in batches])
+    """Softmax scores (images, length, classes) of the four-digit cellnet runs, in batches (`models.reader`)."""
+    return Reader(model, Alphabet()).scores(images, batch_size)
 
 
 def score(scores: np.ndarray, codes: np.ndarray) -> dict:
-    return evaluate_predictions(codes, decode_codes(scores, Alphabet()))
+    """Accuracies of (averaged) per-position scores: what TTA and the ensembles need beside `Reader.evaluate`."""
+    return evaluate_predictions(codes, decode_codes(scores, Alphabet(), "positions"))
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -278,7 +278,7 @@ def anatomy() -> dict:
     for name in ("baseline", "grayscale", "rgb"):
         if not (RUNS_DIR / f"{name}.keras").is_file():
             continue
-        predicted = decode_codes(predict_scores(load_run_model(name), validation["images"]), Alphabet())
+        predicted = Reader(load_run_model(name), Alphabet()).codes(validation["images"], batch_size=250)
         correct = predicted == codes
         result["accuracy_by_contrast"][name] = [
             round(float(correct[(contrast >= low) & (contrast < high)].mean()), 4)

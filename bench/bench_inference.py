@@ -3,7 +3,7 @@
     python -m bench.bench_inference                          # reference/reference.keras, else untrained cellnet
     python -m bench.bench_inference --model my_model.keras
 
-Uses the call path of `inference.py` (`models.inference.Reader`). Single
+Uses the call path of `inference.py` (`models.reader.Reader`). Single
 image: the latency of `Reader.read_one` (model call and decoding) and of the
 model call alone, median and 90th percentile over `--calls` calls after a
 warm-up. Batched: images per second of `Reader.scores` at each batch size.
@@ -182,8 +182,7 @@ def load_or_build(path: str | None):
 
 def sample_captchas(reader, count: int = 32) -> np.ndarray:
     """`count` fixed CAPTCHAs of the kind the reader's model reads (uint8), the images both benchmarks time."""
-    from data.generate import make_captcha
-    from inference import generator_for
+    from data.generate import generator_for, make_captcha
 
     generator = generator_for(reader.alphabet, reader.image_size)
     return np.stack([np.asarray(make_captcha("bench/inference", index, generator)[0]) for index in range(count)])
@@ -215,7 +214,7 @@ def main(argv=None) -> dict:
 
     import keras
 
-    from models.inference import Reader
+    from models.reader import Reader
 
     load_before = os.getloadavg()
     model, description = load_or_build(args.model)
@@ -257,7 +256,7 @@ def main(argv=None) -> dict:
 
     best = max(batched, key=lambda row: row["images_per_second"])
     result = {
-        "benchmark": "inference speed on the CPU (models.inference.Reader, the path of inference.py)",
+        "benchmark": "inference speed on the CPU (models.reader.Reader, the path of inference.py)",
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": machine(),
         "command": "python -m bench.bench_inference"

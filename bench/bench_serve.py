@@ -170,7 +170,7 @@ def main(argv=None) -> dict:
 
     import numpy as np
 
-    from models.inference import Reader
+    from models.reader import Reader
 
     load_before = os.getloadavg()
     model, description = load_or_build(args.model)

@@ -26,9 +26,9 @@ from core.figures import plot_samples
 from core.files import atomic_path
 from data.dataset import load_labelled_folder
 from data.split import SUBSETS, read_split, select
-from models.evaluation import predict_codes
 from models.io import load_model, model_alphabet
 from models.metrics import sequence_accuracy
+from models.reader import Reader
 
 
 def consensus_misreads(readings: dict[str, list[str]], labels: list[str]) -> dict:
@@ -72,7 +72,7 @@ def main(argv=None) -> dict:
     data = load_labelled_folder(args.data, alphabet, labels_file=args.labels)
     if args.split_file:
         data = select(data, read_split(args.split_file)[args.subset])
-    predicted = {name: predict_codes(model, data.images, alphabet) for name, model in loaded.items()}
+    predicted = {name: Reader(model, alphabet).codes(data.images) for name, model in loaded.items()}
     readings = {name: [alphabet.decode(row) for row in codes] for name, codes in predicted.items()}
     found = consensus_misreads(readings, data.labels)
     agreeing = found["agreeing"]

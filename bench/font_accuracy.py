@@ -27,8 +27,8 @@ import numpy as np
 from core import multicolor
 from core.files import atomic_path
 from data import generate
-from models.evaluation import predict_codes
 from models.io import load_model, model_alphabet
+from models.reader import Reader
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     alphabet = model_alphabet(model)
     started = time.time()
     images, labels, fonts = draw_with_fonts(args.images, args.seed)
-    codes = predict_codes(model, images, alphabet)
+    codes = Reader(model, alphabet).codes(images)
     readings = [alphabet.decode(row) for row in codes]
     rows = font_accuracies(labels, readings, fonts)
     errors = sum(row["errors"] for row in rows)

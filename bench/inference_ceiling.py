@@ -136,7 +136,7 @@ def main(argv=None) -> dict:
 
     import keras
 
-    from models.inference import Reader
+    from models.reader import Reader
 
     model, description = load_or_build(args.model)
     if PREPROCESSING_END not in [layer.name for layer in model.layers]:

@@ -1,4 +1,4 @@
-"""Writing files so that nothing half-written is ever left under the real name."""
+"""Writing files so that nothing half-written is left under the real name; where the kit caches what it rebuilds."""
 
 from __future__ import annotations
 
@@ -43,3 +43,12 @@ def write_json(path: str | Path, content) -> Path:
     with atomic_path(path) as temporary:
         temporary.write_text(json.dumps(rounded(content), indent=2) + "\n")
     return path
+
+
+def cache_directory() -> Path:
+    """Where the kit keeps what it can rebuild (decoded images, converted weights).
+
+    `$CAPTCHA_KIT_CACHE`, else `~/.cache/captcha-kit`; never inside a data
+    folder or the repository, and safe to delete.
+    """
+    return Path(os.environ.get("CAPTCHA_KIT_CACHE") or Path.home() / ".cache" / "captcha-kit")

@@ -1,8 +1,13 @@
 """Reads a folder of labelled CAPTCHA images into arrays, decoding each PNG once.
 
-The decoded `uint8` images are cached in `<folder>/.cache/` and reused until
-the folder changes (a file added, removed or rewritten), so training epochs
-and repeated evaluations never decode PNGs again.
+The decoded `uint8` images are cached outside the folder, under
+`core.files.cache_directory()` (`$CAPTCHA_KIT_CACHE`, else
+`~/.cache/captcha-kit`) in `images/<key>/`, the key a hash of the folder's
+absolute path. The cache is reused while the folder's listing (each file's
+name, label, size and modification time) is the one it was made from, and
+rebuilt when a file is added, removed or rewritten, so training epochs and
+repeated evaluations never decode PNGs again, and a data folder is never
+written to. Writing a cache is said once on stderr, with its size.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing import Pool
@@ -20,11 +26,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from core.alphabet import Alphabet
-from core.files import atomic_path
+from core.files import atomic_path, cache_directory
 from data.labels import IMAGE_SUFFIXES, find_labelled_images, list_image_files
 
-CACHE_DIR = ".cache"
-CACHE_VERSION = 2  # 2: the index also lists the files that could not be used
+CACHE_VERSION = 3  # 2: the index lists the files that could not be used; 3: kept outside the folder
 
 
 @dataclass
@@ -85,7 +90,7 @@ def load_labelled_folder(
         image_size: (height, width) every image must have; None takes the
             size of the first image (strict) or the most common size (not
             strict) and requires the others to match it.
-        cache: Read and write the decoded-image cache in `<folder>/.cache/`.
+        cache: Read and write the decoded-image cache (see the module docstring).
         workers: Decoding processes (default: every CPU core).
         strict: Raise a `ValueError` naming the first bad file (True, the
             default for training), or skip bad files (invalid labels, files
@@ -98,14 +103,14 @@ def load_labelled_folder(
     folder = Path(folder)
     found = find_labelled_images(folder, alphabet, labels_file, strict=strict)
     fingerprint = _fingerprint(found.paths, found.labels, image_size)
-    cache_dir = folder / CACHE_DIR
+    cache_dir = cache_folder(folder, "labelled")
     cached = _read_cache(cache_dir, fingerprint) if cache else None
     if cached is None:
         if image_size is None and not strict:
             image_size = _most_common_size(found.paths)
         images, problems = _decode_all(found.paths, image_size, workers)
         if cache:
-            _write_cache(cache_dir, fingerprint, images, problems)
+            _write_cache(cache_dir, fingerprint, images, problems, folder)
     else:
         images, problems = cached
     if problems and strict:
@@ -146,7 +151,7 @@ def load_unlabelled_folder(
 
     Images of another size than `image_size` are skipped (unlabelled data is
     plentiful; one odd file should not stop a run). The decoded images are
-    cached in `<folder>/.cache/unlabelled/`, apart from the labelled cache.
+    cached like the labelled ones (see the module docstring), apart from them.
 
     Args:
         folder: Folder of images.
@@ -163,18 +168,27 @@ def load_unlabelled_folder(
     if not paths:
         raise ValueError(f"No unlabelled images in {folder} (image types: {', '.join(IMAGE_SUFFIXES)}).")
     fingerprint = _fingerprint(paths, [""] * len(paths), image_size)
-    cache_dir = folder / CACHE_DIR / "unlabelled"
+    cache_dir = cache_folder(folder, "unlabelled")
     cached = _read_cache(cache_dir, fingerprint) if cache else None
     if cached is None:
         images, problems = _decode_all(paths, image_size, workers)
         if cache:
-            with contextlib.suppress(OSError):
-                (folder / CACHE_DIR).mkdir(exist_ok=True)
-            _write_cache(cache_dir, fingerprint, images, problems)
+            _write_cache(cache_dir, fingerprint, images, problems, folder)
     else:
         images, problems = cached
     bad = {index for index, _ in problems}
     return UnlabelledImages(images=images, paths=[path for index, path in enumerate(paths) if index not in bad])
+
+
+def cache_folder(folder: str | Path, kind: str = "labelled") -> Path:
+    """Where the decoded images of `folder` are cached: one folder per data folder (by absolute path) and kind.
+
+    Args:
+        folder: The data folder.
+        kind: "labelled" or "unlabelled" (the two loaders keep separate caches).
+    """
+    key = hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:20]
+    return cache_directory() / "images" / f"{key}-{kind}"
 
 
 def describe_skipped(loaded: LabelledImages, folder: str | Path, examples: int = 3) -> str:
@@ -252,15 +266,26 @@ def _read_cache(cache_dir: Path, fingerprint: str) -> tuple[np.ndarray, list[tup
         return None
 
 
-def _write_cache(cache_dir: Path, fingerprint: str, images: np.ndarray, problems) -> None:
-    """Writes the cache atomically: a half-written cache is never read."""
+def _write_cache(cache_dir: Path, fingerprint: str, images: np.ndarray, problems, folder: Path) -> None:
+    """Writes the cache atomically (a half-written cache is never read) and says so once on stderr."""
     try:
-        cache_dir.mkdir(exist_ok=True)
+        cache_dir.mkdir(parents=True, exist_ok=True)
         (cache_dir / "index.json").unlink(missing_ok=True)  # Invalidate before replacing.
         with atomic_path(cache_dir / "images.npy") as temporary:
             np.save(temporary, images)
         with atomic_path(cache_dir / "index.json") as temporary:
-            index = {"fingerprint": fingerprint, "shape": list(images.shape), "problems": problems}
+            index = {
+                "fingerprint": fingerprint,
+                "folder": str(Path(folder).resolve()),
+                "shape": list(images.shape),
+                "problems": problems,
+            }
             temporary.write_text(json.dumps(index))
     except OSError:
-        pass  # A read-only folder still loads; it just decodes again next time.
+        return  # A read-only cache still loads; it just decodes again next time.
+    size = (cache_dir / "images.npy").stat().st_size
+    print(
+        f"Cached the {len(images)} decoded images of {folder}/ in {cache_dir}/ ({size / 1e6:.1f} MB; "
+        "CAPTCHA_KIT_CACHE moves it; safe to delete).",
+        file=sys.stderr,
+    )

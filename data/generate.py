@@ -54,8 +54,6 @@ def _multicolor_generator():
     return _generator
 
 
-
-
 def font_name(path: str) -> str:
     """A font file's path under multicolorcaptcha's fonts/ folder, the name `HARD_FONTS` uses."""
     return Path(path).as_posix().split("/fonts/", 1)[-1]
@@ -251,6 +249,19 @@ def get_generator(
     if name not in GENERATORS:
         raise ValueError(f"Unknown generator {name!r}. Choose one of: {', '.join(GENERATORS)}")
     return GENERATORS[name](width=width, height=height, alphabet=alphabet, **options)
+
+
+def generator_for(alphabet: Alphabet, image_size):
+    """The generator of CAPTCHAs a model reads: multicolorcaptcha for four-digit 256x144 models, else ImageCaptcha.
+
+    Args:
+        alphabet: The model's alphabet.
+        image_size: The model's (height, width); None for a dimension it leaves open.
+    """
+    height, width = image_size
+    if alphabet == MULTICOLOR_ALPHABET and (height, width) in (IMAGE_SIZE, (None, None)):
+        return get_generator("multicolorcaptcha")
+    return get_generator("imagecaptcha", width=width, height=height, alphabet=alphabet)
 
 
 def make_captcha(seed: str, index: int, generator=None):

@@ -253,9 +253,9 @@ def score_model_file(
     import keras  # Here, not at the top: training and the checks before need no TensorFlow.
 
     from grading.inputs import plan_input
-    from models.decoding import position_scores
-    from models.evaluation import add_verdict, evaluate_predictions, predict_codes
+    from models.decoding import decode_codes
     from models.io import UnsafeModelError, load_model
+    from models.reader import Reader, add_verdict, evaluate_predictions
 
     try:
         model = load_model(model_path)
@@ -268,18 +268,22 @@ def score_model_file(
     except ValueError as error:
         return {"status": WRONG_INPUT_SHAPE, "error": str(error)}
     row = {"preprocessing": plan.describe(val.images.shape[1:3])}
+    try:
+        reader = Reader(model, alphabet, transform=plan.apply)
+    except ValueError as error:  # A kit model that records another alphabet than the course's.
+        return {**row, "status": WRONG_OUTPUT_SHAPE, "error": str(error)}
     stage("predicting")
     try:
-        outputs = model.predict_on_batch(plan.apply(val.images[:2]))
+        outputs = reader.scores(val.images[:2])
     except Exception as error:  # A student's model may fail in any way.
         return {**row, "status": PREDICTION_FAILED, "error": f"{type(error).__name__}: {error}"}
     row["output_order"] = output_order(model, outputs)
     try:
-        position_scores(outputs, alphabet)
+        decode_codes(outputs, alphabet, reader.kind)
     except ValueError as error:
         return {**row, "status": WRONG_OUTPUT_SHAPE, "error": str(error)}
     try:
-        predicted = predict_codes(model, val.images, alphabet, options.batch_size, transform=plan.apply)
+        predicted = reader.codes(val.images, options.batch_size)
     except Exception as error:  # A student's model may fail in any way.
         return {**row, "status": PREDICTION_FAILED, "error": f"{type(error).__name__}: {error}"}
     result = add_verdict(evaluate_predictions(val.codes, predicted), options.threshold)

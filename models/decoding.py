@@ -1,13 +1,15 @@
 """Turning model outputs into per-position scores, class codes, text and confidences: the one decoder.
 
-Three kinds of outputs exist. Most models give one softmax per character
-position, (images, length, classes): the code at each position is its
-argmax. A CTC model gives one softmax per time step over the classes and a
-final blank, (images, time steps, classes + 1): its text is the greedy CTC
-path (`keras.ops.ctc_decode`: best class per step, repeats merged, blanks
-dropped). A seq2seq model (`models.seq2seq`) gives one softmax per greedy
+Three kinds of outputs exist, and a model declares which it gives
+(`models.metadata.OUTPUT_KINDS`, read by `models.layers.output_kind`); the
+decoder is told the kind and never guesses it from the shapes. "positions":
+one softmax per character position, (images, length, classes); the code at
+each position is its argmax. "ctc": one softmax per time step over the
+classes and a final blank, (images, time steps, classes + 1); the text is
+the greedy CTC path (`keras.ops.ctc_decode`: best class per step, repeats
+merged, blanks dropped). "seq2seq" (`models.seq2seq`): one softmax per greedy
 decoder step over the classes and its end, pad and start tokens,
-(images, length + 1, classes + 3): its text is the argmax of each step up to
+(images, length + 1, classes + 3); the text is the argmax of each step up to
 the first non-character token (normally the end token `$`). All become class
 codes of shape (images, length), with -1 where a model read fewer than
 `length` characters, so that the same metrics score them all.
@@ -19,23 +21,18 @@ import numpy as np
 from keras import ops
 
 from core.alphabet import Alphabet
+from models.metadata import OUTPUT_KINDS
 
 
-def is_ctc_output(outputs, alphabet: Alphabet) -> bool:
-    """True for (images, time steps, classes + 1) CTC scores."""
-    shape = getattr(outputs, "shape", None)
-    return shape is not None and len(shape) == 3 and shape[-1] == alphabet.num_classes + 1
+def check_kind(kind: str) -> str:
+    """Returns `kind` when it is one of `OUTPUT_KINDS`.
 
-
-def is_seq2seq_output(outputs, alphabet: Alphabet) -> bool:
-    """True for (images, length + 1, classes + 3) seq2seq decoder scores."""
-    shape = getattr(outputs, "shape", None)
-    return (
-        shape is not None
-        and len(shape) == 3
-        and shape[-1] == alphabet.num_classes + 3
-        and shape[1] in (None, alphabet.length + 1)
-    )
+    Raises:
+        ValueError: Any other value.
+    """
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"`kind` must be one of {OUTPUT_KINDS}. Received: kind={kind!r}")
+    return kind
 
 
 def seq2seq_greedy_codes(scores, length: int):
@@ -96,10 +93,8 @@ def position_scores(outputs, alphabet: Alphabet) -> np.ndarray:
     if outputs.ndim == 2 and outputs.shape[1] == length * classes:
         return outputs.reshape(-1, length, classes)
     raise ValueError(
-        f"Expected outputs of shape (images, {length}, {classes}), (images, {length * classes}), "
-        f"{length} arrays of (images, {classes}), CTC scores (images, time steps, {classes + 1}) or seq2seq "
-        f"scores (images, {length + 1}, {classes + 3}). "
-        f"Received shape: {outputs.shape}"
+        f"Expected outputs of shape (images, {length}, {classes}), (images, {length * classes}) or "
+        f"{length} arrays of (images, {classes}). Received shape: {outputs.shape}"
     )
 
 
@@ -127,32 +122,42 @@ def ctc_greedy_codes(scores, length: int):
     return ops.cast(decoded[0][:, :length], "int32"), ops.exp(-negative_log[:, 0])
 
 
-def decode_with_confidence(outputs, alphabet: Alphabet) -> tuple[np.ndarray, np.ndarray]:
+def decode_with_confidence(outputs, alphabet: Alphabet, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Class codes (images, length) and each image's confidence in [0, 1].
 
     The confidence is the probability the model gives to the text it read:
     the product of the per-position maxima, or of the per-step maxima of the
     greedy CTC path or of the seq2seq decoder's steps.
+
+    Args:
+        outputs: What the model gave for a batch of images.
+        alphabet: The characters and label length.
+        kind: The kind of outputs, one of `OUTPUT_KINDS` (what the model records).
     """
-    if is_seq2seq_output(outputs, alphabet):
+    if check_kind(kind) == "seq2seq":
         codes, confidences = seq2seq_greedy_codes(np.asarray(outputs, "float32"), alphabet.length)
         return ops.convert_to_numpy(codes), ops.convert_to_numpy(confidences)
-    if is_ctc_output(outputs, alphabet):
+    if kind == "ctc":
         codes, confidences = ctc_greedy_codes(np.asarray(outputs, "float32"), alphabet.length)
         return ops.convert_to_numpy(codes), ops.convert_to_numpy(confidences)
     scores = position_scores(outputs, alphabet)
     return scores.argmax(axis=-1), scores.max(axis=-1).prod(axis=-1)
 
 
-def character_confidences(outputs, alphabet: Alphabet) -> np.ndarray:
+def character_confidences(outputs, alphabet: Alphabet, kind: str) -> np.ndarray:
     """Each read character's probability: float array (images, length), NaN where no character was read.
 
     Per-position models: the maximum of each position's softmax (their
     product is the confidence of `decode_with_confidence`). CTC models: for
     each character of the greedy path, the highest probability among the
     time steps that emitted it (a run of equal best classes between blanks).
+    Seq2seq models: the maximum of each decoder step that emitted a character.
     """
-    if not is_ctc_output(outputs, alphabet):
+    if check_kind(kind) == "seq2seq":
+        scores = np.asarray(outputs, "float32")[:, : alphabet.length]
+        codes = ops.convert_to_numpy(seq2seq_greedy_codes(np.asarray(outputs, "float32"), alphabet.length)[0])
+        return np.where(codes >= 0, scores.max(axis=-1), np.nan).astype("float32")
+    if kind == "positions":
         return position_scores(outputs, alphabet).max(axis=-1)
     scores = np.asarray(outputs, "float32")
     blank = scores.shape[-1] - 1
@@ -171,11 +176,11 @@ def character_confidences(outputs, alphabet: Alphabet) -> np.ndarray:
     return confidences
 
 
-def decode_codes(outputs, alphabet: Alphabet) -> np.ndarray:
+def decode_codes(outputs, alphabet: Alphabet, kind: str) -> np.ndarray:
     """Most likely class code at each position: int array (images, length)."""
-    return decode_with_confidence(outputs, alphabet)[0]
+    return decode_with_confidence(outputs, alphabet, kind)[0]
 
 
-def decode_text(outputs, alphabet: Alphabet) -> list[str]:
+def decode_text(outputs, alphabet: Alphabet, kind: str) -> list[str]:
     """Most likely text of each image."""
-    return [alphabet.decode(codes) for codes in decode_codes(outputs, alphabet)]
+    return [alphabet.decode(codes) for codes in decode_codes(outputs, alphabet, kind)]

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import re
 from pathlib import Path
 
@@ -39,7 +38,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from core.files import atomic_path
+from core.files import atomic_path, cache_directory
 from core.multicolor import text_margins
 from models.blocks import image_input, pooled_character_heads
 from models.registry import register_model
@@ -205,11 +204,6 @@ def convert_state_dict(state: dict) -> dict[str, list[np.ndarray]]:
         else:
             raise ValueError(f"Unexpected weight of shape {weight.shape} for module {module!r}.")
     return converted
-
-
-def cache_directory() -> Path:
-    """Where converted weights are kept: `$CAPTCHA_KIT_CACHE`, else `~/.cache/captcha-kit`."""
-    return Path(os.environ.get("CAPTCHA_KIT_CACHE") or Path.home() / ".cache" / "captcha-kit")
 
 
 def find_imagenet_checkpoint() -> Path:

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 import keras
 
 import models  # noqa: F401  (registers the kit's layers for deserialization)
 from core.alphabet import Alphabet
-from core.archive import DEFAULT_LIMITS, OversizedModelError, check_archive, read_member
+from core.archive import DEFAULT_LIMITS, check_archive, read_member
 from core.files import atomic_path
 from models.layers import replace_legacy_layers
 from models.metadata import attach_metadata, model_metadata, read_file_metadata, write_file_metadata
@@ -121,8 +122,8 @@ def find_unsafe_code(path: str | Path) -> str | None:
     """
     try:
         config = json.loads(read_member(path, "config.json", DEFAULT_LIMITS.config_bytes))
-    except (KeyError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError, OversizedModelError):
-        return None
+    except (KeyError, zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError):
+        return None  # ValueError: JSONDecodeError, UnicodeDecodeError and core.archive's OversizedModelError.
     found = []
 
     def visit(node, layer):

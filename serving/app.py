@@ -126,15 +126,15 @@ ERRORS = {
 
 
 def create_app(settings: ServiceSettings, reader=None) -> FastAPI:
-    """The application serving `settings.model` (or an already built `models.inference.Reader`).
+    """The application serving `settings.model` (or an already built `models.reader.Reader`).
 
     The model is loaded and warmed up here, before the first request: its
     predict step is traced for batch sizes 1, 2 and 3, after which
     TensorFlow traces one that takes any batch size, so no request pays for
     tracing.
     """
-    from models.inference import Reader
     from models.io import load_model
+    from models.reader import Reader
 
     model_path = Path(settings.model)
     if reader is None:

@@ -47,7 +47,7 @@ class Batcher:
     """Reads images from concurrent callers in shared model calls.
 
     Args:
-        reader: A `models.inference.Reader`.
+        reader: A `models.reader.Reader`.
         max_batch: The most images in one model call (1 turns batching off).
         max_wait_ms: How long after the first waiting image the worker may wait for images still arriving.
         max_queue: The most images waiting at once.
@@ -111,7 +111,7 @@ class Batcher:
         """Reads images (each (height, width, channels), uint8) in the model calls of the moment.
 
         Returns:
-            One `models.inference.Reading` per image, in order.
+            One `models.reader.Reading` per image, in order.
 
         Raises:
             QueueFullError: Taking them would leave more than `max_queue` images waiting.

@@ -3,7 +3,7 @@
     source = CaptchaSource(reader.alphabet, reader.image_size)
     png, text, seed = source.draw("7")        # the same seed gives the same image
 
-The generator is `inference.generator_for`'s choice, the one the desktop
+The generator is `data.generate.generator_for`'s choice, the one the desktop
 window uses: multicolorcaptcha level 0 for the four-digit 256x144 models,
 ImageCaptcha at the model's size and alphabet for the others. Image `S` is
 image 0 of the stream named `serve/S` (`data.generate.make_captcha`).
@@ -16,7 +16,7 @@ import re
 import secrets
 import threading
 
-from data.generate import make_captcha
+from data.generate import generator_for, make_captcha
 
 # Seeds are names, shown in URLs and headers: keep them short and plain.
 SEED_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -31,8 +31,6 @@ class CaptchaSource:
     """
 
     def __init__(self, alphabet, image_size):
-        from inference import generator_for
-
         self.generator = generator_for(alphabet, image_size)
         # multicolorcaptcha seeds Python's global `random` and ImageCaptcha's
         # stand-in swaps a module global of `captcha.image`: two draws at once

@@ -1,6 +1,7 @@
 """Shared fixtures: a handful of real generated CAPTCHAs, made once per test session, and hand-built readers."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -10,6 +11,18 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from data.generate import generate_folder  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """The kit's caches (decoded images, converted weights) go to a temporary folder, not ~/.cache/captcha-kit."""
+    previous = os.environ.get("CAPTCHA_KIT_CACHE")
+    os.environ["CAPTCHA_KIT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield Path(os.environ["CAPTCHA_KIT_CACHE"])
+    if previous is None:
+        del os.environ["CAPTCHA_KIT_CACHE"]
+    else:
+        os.environ["CAPTCHA_KIT_CACHE"] = previous
 
 
 @pytest.fixture(scope="session")

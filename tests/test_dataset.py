@@ -15,23 +15,49 @@ def test_loads_images_and_labels(captcha_folders):
     assert all(name.startswith(label) for name, label in zip(loaded.filenames, loaded.labels))
 
 
-def test_cache_is_reused_and_rebuilt_when_the_folder_changes(tmp_path, monkeypatch):
+def test_cache_is_reused_and_rebuilt_when_the_folder_changes(tmp_path, monkeypatch, capsys):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CAPTCHA_KIT_CACHE", str(cache))
+    data = tmp_path / "data"
+    data.mkdir()
     for index, label in enumerate(["1111", "2222", "3333"]):
-        Image.new("RGB", (16, 8), (index * 50, 0, 0)).save(tmp_path / f"{label}.png")
-    first = dataset.load_labelled_folder(tmp_path, Alphabet())
-    assert (tmp_path / ".cache" / "images.npy").is_file()
+        Image.new("RGB", (16, 8), (index * 50, 0, 0)).save(data / f"{label}.png")
+    first = dataset.load_labelled_folder(data, Alphabet())
+    # Outside the data folder, which is never written to; said once, with the size.
+    assert sorted(path.name for path in data.iterdir()) == ["1111.png", "2222.png", "3333.png"]
+    cache_dir = dataset.cache_folder(data)
+    assert cache_dir.parent.parent == cache and (cache_dir / "images.npy").is_file()
+    message = capsys.readouterr().err
+    assert f"Cached the 3 decoded images of {data}/ in {cache_dir}/" in message and "MB" in message
 
     def refuse(*args, **kwargs):
         raise AssertionError("decoded again although the folder did not change")
 
     with monkeypatch.context() as patch:
         patch.setattr(dataset, "_decode_all", refuse)
-        again = dataset.load_labelled_folder(tmp_path, Alphabet())
+        again = dataset.load_labelled_folder(data, Alphabet())
     np.testing.assert_array_equal(first.images, again.images)
+    assert capsys.readouterr().err == ""  # Read back, nothing written.
 
-    Image.new("RGB", (16, 8), (0, 200, 0)).save(tmp_path / "4444.png")
-    changed = dataset.load_labelled_folder(tmp_path, Alphabet())
+    Image.new("RGB", (16, 8), (0, 200, 0)).save(data / "4444.png")
+    changed = dataset.load_labelled_folder(data, Alphabet())
     assert len(changed) == 4 and changed.images[3, 0, 0].tolist() == [0, 200, 0]
+    # A rewritten file (another size in bytes) is read again too.
+    Image.new("RGB", (16, 8), (0, 0, 90)).save(data / "1111.png", compress_level=0)
+    assert dataset.load_labelled_folder(data, Alphabet()).images[0, 0, 0].tolist() == [0, 0, 90]
+    # Another folder gets a cache of its own; the unlabelled loader keeps its own beside it.
+    assert dataset.cache_folder(tmp_path) != cache_dir != dataset.cache_folder(data, "unlabelled")
+    dataset.load_unlabelled_folder(data)
+    assert (dataset.cache_folder(data, "unlabelled") / "images.npy").is_file()
+
+
+def test_unwritable_cache_still_loads(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("CAPTCHA_KIT_CACHE", str(blocker / "cache"))
+    Image.new("RGB", (16, 8)).save(tmp_path / "1111.png")
+    assert dataset.load_labelled_folder(tmp_path, Alphabet()).labels == ["1111"]
+    assert "Cached" not in capsys.readouterr().err
 
 
 def test_mixed_sizes_and_broken_files_are_named(tmp_path):
@@ -160,3 +186,24 @@ def test_lenient_labels_file_naming_missing_images(tmp_path):
     loaded = dataset.load_labelled_folder(tmp_path, Alphabet(), labels_file=labels, strict=False, cache=False)
     assert loaded.labels == ["1234"]
     assert ("missing.png", "named in the labels file but missing") in loaded.skipped
+
+
+def test_preview_writes_a_grid_and_refuses_unlabelled_folders(tmp_path, capsys):
+    from data import preview
+
+    labelled = tmp_path / "labelled"
+    labelled.mkdir()
+    for label in ["1111", "2222", "3333"]:
+        Image.new("RGB", (32, 16), (200, 0, 0)).save(labelled / f"{label}.png")
+    written = preview.main([str(labelled), str(tmp_path / "grid.png"), "--count", "2"])
+    assert written == tmp_path / "grid.png" and Image.open(written).size[0] > 100
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    Image.new("RGB", (32, 16)).save(unlabelled / "photo.png")
+    for folder in (unlabelled, tmp_path / "absent"):
+        with pytest.raises(SystemExit) as exit_info:
+            preview.main([str(folder), str(tmp_path / "other.png")])
+        error = capsys.readouterr().err
+        assert exit_info.value.code == 2 and error.startswith("error: ") and error.count("\n") == 1
+        assert str(folder) in error
+    assert not (tmp_path / "other.png").exists()

@@ -355,3 +355,23 @@ def test_models_that_take_no_image_or_fail_on_one(tmp_path, captcha_folders):
         save_model(model, tmp_path / name / "my_model.keras")
         row = grade_submission(tmp_path / name, val, Alphabet(), options)
         assert row["status"] == status and message in row["error"] and row["verdict"] == "FAIL"
+
+
+def test_kit_models_are_scored_by_the_kind_they_record(tmp_path, captcha_folders):
+    import models
+
+    _, val_dir = captcha_folders
+    loaded = load_labelled_folder(val_dir, Alphabet())
+    val = grading_images(loaded.images, loaded.codes, loaded.labels)
+    options = GradingOptions(train="never")
+    # A CTC model of the course's alphabet is decoded as CTC scores (classes + 1 per step), not refused.
+    ctc = models.get_model("crnn_ctc_tiny", alphabet=Alphabet(), image_size=(144, 256))
+    # A kit model trained for another alphabet says so.
+    letters = models.get_model("cellnet_tiny", alphabet=Alphabet("abc", 4))
+    for name, model in (("ctc", ctc), ("letters", letters)):
+        (tmp_path / name).mkdir()
+        save_model(model, tmp_path / name / "my_model.keras")
+    row = grade_submission(tmp_path / "ctc", val, Alphabet(), options)
+    assert row["status"] == "graded" and 0 <= float(row["whole_accuracy"]) <= 1
+    row = grade_submission(tmp_path / "letters", val, Alphabet(), options)
+    assert row["status"] == "wrong_output_shape" and "reads Alphabet" in row["error"]

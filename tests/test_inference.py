@@ -1,4 +1,4 @@
-"""inference.py and models/inference.py: the fast reader, the tally, wrong-character marking, both key-driven modes."""
+"""inference.py, models/reader.py and models/viewer.py: the reader, the tally, marking wrong characters, both modes."""
 
 import io
 import re
@@ -14,10 +14,12 @@ from matplotlib.figure import Figure
 import inference
 import models
 from core.alphabet import Alphabet
-from data.generate import get_generator
+from data.generate import generator_for, get_generator, make_captcha
+from models import viewer
 from models.decoding import character_confidences, decode_text, decode_with_confidence
-from models.inference import Reader, Tally
 from models.io import save_model
+from models.reader import Reader, load_reader
+from models.viewer import Tally
 
 LINE = re.compile(r"^#(\d+)  truth (\S+)  read (\S+)  (right|WRONG)  confidences ([-\d. ]+?)  \|  (.*)$")
 
@@ -57,16 +59,16 @@ def test_tally_counts_whole_captchas_and_characters():
 
 def test_wrong_and_missing_characters_are_marked():
     alphabet = Alphabet("0123456789", 4)
-    assert inference.marked_text([4, 7, 2, 1], [True, False, True, True], alphabet) == "4[7]21"
-    assert inference.marked_text([4, 8, -1, -1], [True, True, False, False], alphabet) == "48[_][_]"
-    assert inference.marked_text([4, 8, 2, 1], [True] * 4, alphabet) == "4821"
+    assert viewer.marked_text([4, 7, 2, 1], [True, False, True, True], alphabet) == "4[7]21"
+    assert viewer.marked_text([4, 8, -1, -1], [True, True, False, False], alphabet) == "48[_][_]"
+    assert viewer.marked_text([4, 8, 2, 1], [True] * 4, alphabet) == "4821"
 
 
 def test_character_confidences_of_per_position_and_ctc_scores():
     alphabet = Alphabet("012", 2)
     scores = np.array([[[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]]])
-    assert character_confidences(scores, alphabet) == pytest.approx(np.array([[0.7, 0.6]]))
-    assert decode_with_confidence(scores, alphabet)[1] == pytest.approx([0.42])
+    assert character_confidences(scores, alphabet, "positions") == pytest.approx(np.array([[0.7, 0.6]]))
+    assert decode_with_confidence(scores, alphabet, "positions")[1] == pytest.approx([0.42])
 
     def step(code, probability):
         row = np.full(4, (1 - probability) / 3)
@@ -75,12 +77,21 @@ def test_character_confidences_of_per_position_and_ctc_scores():
 
     # Greedy path 1 1 blank 1 2: three characters, of which the length of two keeps the first two.
     ctc = np.array([[step(1, 0.6), step(1, 0.9), step(3, 0.8), step(1, 0.5), step(2, 0.7)]])
-    assert decode_text(ctc, alphabet) == ["11"]
-    assert character_confidences(ctc, alphabet) == pytest.approx(np.array([[0.9, 0.5]]))
+    assert decode_text(ctc, alphabet, "ctc") == ["11"]
+    assert character_confidences(ctc, alphabet, "ctc") == pytest.approx(np.array([[0.9, 0.5]]))
     # A path with one character leaves the second position unread (NaN).
     short = np.array([[step(3, 0.9), step(2, 0.8), step(2, 0.6), step(3, 0.9), step(3, 0.9)]])
-    confidences = character_confidences(short, alphabet)
+    confidences = character_confidences(short, alphabet, "ctc")
     assert confidences[0, 0] == pytest.approx(0.8) and np.isnan(confidences[0, 1])
+
+
+def test_seq2seq_character_confidences_stop_at_the_end_token():
+    alphabet = Alphabet("012", 2)
+    # Classes 0-2 are characters, 3 the end token: the first step reads 2, the second ends the text.
+    scores = np.array([[[0.1, 0.1, 0.7, 0.1, 0, 0], [0.1, 0.1, 0.1, 0.7, 0, 0], [0.2, 0.6, 0.1, 0.1, 0, 0]]])
+    assert decode_text(scores, alphabet, "seq2seq") == ["2"]
+    confidences = character_confidences(scores, alphabet, "seq2seq")
+    assert confidences[0, 0] == pytest.approx(0.7) and np.isnan(confidences[0, 1])
 
 
 def test_reader_matches_model_predict_and_the_decoder(tiny_model_path):
@@ -97,19 +108,42 @@ def test_reader_matches_model_predict_and_the_decoder(tiny_model_path):
     np.testing.assert_array_equal(reader.scores(images), reader.scores(images.astype("float32")))
     np.testing.assert_array_equal(reader.scores(images), reader.scores(images.astype("float64")))
     readings = reader.read(images)
-    assert [reading.text for reading in readings] == decode_text(outputs, reader.alphabet)
+    assert [reading.text for reading in readings] == decode_text(outputs, reader.alphabet, "positions")
+    # In batches the same readings and codes, batches joined in order.
+    assert [reading.text for reading in reader.read(images, batch_size=2)] == [reading.text for reading in readings]
+    np.testing.assert_allclose(reader.scores(images, batch_size=2), reader.scores(images), atol=1e-6)
+    np.testing.assert_array_equal(reader.codes(images, batch_size=2), [reading.codes for reading in readings])
+    assert reader.codes(images[:0]).shape == (0, 4)
     assert reader.read_one(images[1]).text == readings[1].text
     for reading in readings:
         assert np.prod(reading.character_confidences) == pytest.approx(reading.confidence, rel=1e-5)
-    with pytest.raises(ValueError, match="Expected images of shape"):
+    with pytest.raises(
+        ValueError, match=r"takes images of shape \(images, 144, 256, 3\). Received: \(3, 100, 256, 3\)"
+    ):
         reader.scores(images[:, :100])
+
+
+def test_reader_decodes_by_the_kind_the_model_records(tmp_path):
+    # A CTC model's scores have classes + 1 columns; a per-position reading of them would fail.
+    alphabet = Alphabet("0123456789", 4, 3)
+    path = save_model(models.get_model("crnn_ctc_tiny", alphabet=alphabet, image_size=(32, 96)), tmp_path / "c.keras")
+    reader = load_reader(path)
+    assert reader.kind == "ctc" and reader.alphabet == alphabet
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 96, 3)).astype("uint8")
+    np.testing.assert_array_equal(
+        reader.codes(images), decode_with_confidence(reader.scores(images), alphabet, "ctc")[0]
+    )
+    with pytest.raises(ValueError, match="Expected outputs of shape"):
+        Reader(reader.model, kind="positions").codes(images)
+    with pytest.raises(FileNotFoundError, match="python train.py.*reference/reference.keras"):
+        load_reader(tmp_path / "absent.keras")
 
 
 def test_ctc_model_reads_imagecaptchas_of_its_own_alphabet(tmp_path, monkeypatch, capsys):
     alphabet = Alphabet("0123456789ABCDEF", 5)
     model = models.get_model("crnn_ctc_tiny", alphabet=alphabet, image_size=(48, 120))
     path = save_model(model, tmp_path / "ctc.keras")
-    generator = inference.generator_for(alphabet, (48, 120))
+    generator = generator_for(alphabet, (48, 120))
     assert (generator.name, generator.width, generator.height) == ("imagecaptcha", 120, 48)
     assert generator.alphabet == alphabet
     result, lines, _ = run_text_mode(monkeypatch, capsys, ["--model", str(path), "--seed", "1"], "n\n")
@@ -149,8 +183,9 @@ def test_window_mode_key_handler_redraws_in_place(zeros_model_path, monkeypatch)
     reader = Reader(load_model(zeros_model_path))
     figure = Figure(figsize=(7, 4.6))
     FigureCanvasAgg(figure)
-    view = inference.WindowView(figure, length=4)
-    session = inference.Session(reader, get_generator("multicolorcaptcha"), seed=5, views=[view])
+    view = viewer.WindowView(figure, length=4)
+    generator = get_generator("multicolorcaptcha")
+    session = viewer.Session(reader, lambda index: make_captcha("inference/5", index, generator), views=[view])
     view.connect(session)
     closed = []
     monkeypatch.setattr(matplotlib.pyplot, "close", closed.append)
@@ -200,17 +235,17 @@ def test_bad_model_files_are_refused_clearly(tmp_path, capsys):
 def test_terminal_mode_is_chosen_without_a_display(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    assert not inference.display_available()
+    assert not viewer.display_available()
     monkeypatch.setenv("DISPLAY", ":99")
     monkeypatch.setattr(matplotlib, "get_backend", lambda: "agg")
-    assert not inference.display_available()
+    assert not viewer.display_available()
     monkeypatch.setattr(matplotlib, "get_backend", lambda: "TkAgg")
-    assert inference.display_available()
+    assert viewer.display_available()
 
 
 def test_multicolorcaptcha_for_four_digit_models():
-    assert inference.generator_for(Alphabet(), (144, 256)).name == "multicolorcaptcha"
-    assert inference.generator_for(Alphabet(), (60, 160)).name == "imagecaptcha"
+    assert generator_for(Alphabet(), (144, 256)).name == "multicolorcaptcha"
+    assert generator_for(Alphabet(), (60, 160)).name == "imagecaptcha"
 
 
 @pytest.mark.slow

@@ -31,9 +31,13 @@ def test_decoding_accepts_the_common_layouts():
     alphabet = Alphabet()
     scores = np.eye(10, dtype="float32")[PREDICTED]  # (4 images, 4 positions, 10 classes)
     expected = ["1234", "1934", "5505", "0001"]
-    assert decode_text(scores, alphabet) == expected
-    assert decode_text([scores[:, position] for position in range(4)], alphabet) == expected
-    assert decode_text(scores.reshape(4, 40), alphabet) == expected
+    assert decode_text(scores, alphabet, "positions") == expected
+    assert decode_text([scores[:, position] for position in range(4)], alphabet, "positions") == expected
+    assert decode_text(scores.reshape(4, 40), alphabet, "positions") == expected
+    # The kind is declared, never guessed: per-position scores are not read as CTC ones, and no kind is refused.
+    assert decode_text(scores, alphabet, "ctc") != expected
+    with pytest.raises(ValueError, match="`kind` must be one of"):
+        decode_text(scores, alphabet, "guess")
     with pytest.raises(ValueError, match=r"Received shape: \(4, 30\)"):
         position_scores(np.zeros((4, 30)), alphabet)
     with pytest.raises(ValueError, match="Expected 4 outputs"):

@@ -16,8 +16,8 @@ from PIL import Image
 
 import models
 import serve
-from models.inference import Reader
 from models.io import load_model, save_model
+from models.reader import Reader
 from serving.app import ServiceSettings, create_app
 from serving.batching import Batcher, QueueFullError
 from serving.images import ImageError, decode_image
