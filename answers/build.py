@@ -6,12 +6,14 @@
 
 Images are embedded from the paths the Markdown gives, relative to the
 Markdown file; a missing image stops the build with its name rather than
-leaving a hole in the PDF.
+leaving a hole in the PDF. The PDF's Title metadata is the Markdown's first
+`# ` heading, its Author `captcha-kit`.
 """
 
 from __future__ import annotations
 
 import argparse
+import html
 import re
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from markdown_it import MarkdownIt
 from core.files import atomic_path
 
 ANSWERS = Path(__file__).resolve().parent
+AUTHOR = "captcha-kit"
 IMAGE_PATTERN = re.compile(r"!\[[^\]]*\]\(([^)\s]+)")
 
 STYLE = """
@@ -56,10 +59,31 @@ def missing_images(markdown_path: Path) -> list[str]:
     return [image for image in markdown_images(text) if not (markdown_path.parent / image).is_file()]
 
 
-def to_html(markdown: str, title: str = "answers") -> str:
-    """A complete HTML page of the Markdown (CommonMark plus tables and strikethrough)."""
+def document_title(markdown: str, default: str = "answers") -> str:
+    """The text of the Markdown's first top-level heading (`# ...`), or `default` when it has none."""
+    for line in markdown.splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return default
+
+
+def to_html(markdown: str, title: str = "answers", author: str = AUTHOR) -> str:
+    """A complete HTML page of the Markdown (CommonMark plus tables and strikethrough).
+
+    Args:
+        markdown: The Markdown text.
+        title: The page's title; WeasyPrint writes it as the PDF's Title metadata.
+        author: The page's author; WeasyPrint writes it as the PDF's Author metadata.
+
+    Returns:
+        The HTML text.
+    """
     body = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).render(markdown)
-    return f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title></head><body>{body}</body></html>'
+    head = (
+        f'<meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f'<meta name="author" content="{html.escape(author, quote=True)}">'
+    )
+    return f"<!DOCTYPE html><html><head>{head}</head><body>{body}</body></html>"
 
 
 def build(markdown_path: str | Path, pdf_path: str | Path | None = None) -> Path:
@@ -87,9 +111,10 @@ def build(markdown_path: str | Path, pdf_path: str | Path | None = None) -> Path
     import weasyprint  # Imported only now, so that checking the sources needs no Pango.
 
     pdf_path = Path(pdf_path) if pdf_path else markdown_path.with_suffix(".pdf")
-    html = to_html(markdown_path.read_text(encoding="utf-8"), title=markdown_path.stem)
+    markdown = markdown_path.read_text(encoding="utf-8")
+    page = to_html(markdown, title=document_title(markdown, default=markdown_path.stem))
     try:
-        document = weasyprint.HTML(string=html, base_url=str(markdown_path.parent.resolve()))
+        document = weasyprint.HTML(string=page, base_url=str(markdown_path.parent.resolve()))
         with atomic_path(pdf_path) as temporary:
             document.write_pdf(temporary, stylesheets=[weasyprint.CSS(string=STYLE)])
     finally:

@@ -13,14 +13,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.ticker import PercentFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import PercentFormatter  # noqa: E402
-
-from training.history import read_history  # noqa: E402
+from core.figures import new_figure, save_figure
+from training.history import read_history
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY / "answers" / "results"
@@ -66,13 +63,15 @@ def reference_history(path: Path = REFERENCE_HISTORY) -> dict | None:
 
 
 def save(figure, name: str) -> Path:
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    path = FIGURES / name
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    path = save_figure(figure, FIGURES / name)
     print(f"wrote {path.relative_to(REPOSITORY)}")
     return path
+
+
+def legend_under(figure, axis, columns: int) -> None:
+    """One legend for the figure, under its axes, where it covers no curve (the constrained layout makes room)."""
+    handles, labels = axis.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncol=columns, fontsize=7, frameon=False)
 
 
 def curves_figure(names: dict, name: str, title: str, time_axis: bool = False) -> Path | None:
@@ -82,7 +81,8 @@ def curves_figure(names: dict, name: str, title: str, time_axis: bool = False) -
     if not runs:
         return None
     columns = 2 if time_axis else 1
-    figure, axes = plt.subplots(1, columns, figsize=(5.2 * columns, 3.6), squeeze=False)
+    figure = new_figure(5.2 * columns, 4.2)
+    axes = figure.subplots(1, columns, squeeze=False)
     for label, result in runs.items():
         curve = result["curve"]
         accuracy = [point["val_mean_accuracy"] for point in curve]
@@ -96,14 +96,15 @@ def curves_figure(names: dict, name: str, title: str, time_axis: bool = False) -
         axis.set_ylabel("validation accuracy per digit")
         axis.grid(alpha=0.3)
         axis.set_ylim(0, 1)
-    axes[0, 0].legend(fontsize=8)
+    legend_under(figure, axes[0, 0], columns=3)
     figure.suptitle(title, fontsize=10)
     return save(figure, name)
 
 
 def training_validation_figure() -> Path:
     """Q2/Q3: training and validation accuracy per epoch of the committed 10-epoch runs."""
-    figure, axis = plt.subplots(figsize=(6.4, 4))
+    figure = new_figure(6.4, 5.2)
+    axis = figure.subplots()
     sources = {
         "cellnet, fixed 30,000 images": BENCH_RESULTS / "train_cellnet_fixed30k.json",
         "cellnet, 32,000 new images/epoch": FRESH_HISTORY,
@@ -127,14 +128,15 @@ def training_validation_figure() -> Path:
     axis.set_ylabel("accuracy per digit (mean of 4)")
     axis.set_ylim(0, 1)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
+    legend_under(figure, axis, columns=2)
     axis.set_title("Training (running mean over the epoch, dropout on) vs validation (5,000 images)", fontsize=9)
     return save(figure, "q2_train_val.png")
 
 
 def error_log_figure() -> Path:
     """Q8: the same curves as error rate per digit on a log scale (left) and as accuracy (right)."""
-    figure, axes = plt.subplots(1, 2, figsize=(10.4, 3.8))
+    figure = new_figure(10.4, 4.4)
+    axes = figure.subplots(1, 2)
     curves = []
     fixed = read_json(BENCH_RESULTS / "train_cellnet_fixed30k.json")
     if fixed:
@@ -159,7 +161,7 @@ def error_log_figure() -> Path:
     for axis in axes:
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=7)
+    legend_under(figure, axes[0], columns=3)
     axes[0].set_title("error rate, log scale: training error falls by a steady factor", fontsize=9)
     axes[1].set_title("the same curves as accuracy: looks like a plateau near 1", fontsize=9)
     return save(figure, "q8_error_log.png")
