@@ -56,7 +56,8 @@ VALIDATION_IMAGES = 2000
 # The shared setting of every short run; a configuration overrides some of it.
 DEFAULTS = {
     "model": "cellnet",
-    "model_options": {},
+    # Pinned, not taken from cellnet's default, so that a change of the default cannot change these runs.
+    "model_options": {"dropout": 0.1},
     "images": 8000,
     "epochs": 3,
     "batch_size": 64,
@@ -84,7 +85,9 @@ TRAINING_RUNS = {
 
 def run_settings(name: str) -> dict:
     config = TRAINING_RUNS[name]
-    return {**DEFAULTS, **{key: value for key, value in config.items() if key != "about"}}
+    settings = {**DEFAULTS, **{key: value for key, value in config.items() if key != "about"}}
+    settings["model_options"] = {**DEFAULTS["model_options"], **config.get("model_options", {})}
+    return settings
 
 
 def command_of(name: str) -> str:
@@ -235,7 +238,7 @@ def train(name: str) -> dict:
         "settings": {**settings, "model_options": {k: v for k, v in settings["model_options"].items()}},
         "equivalent_train_py": "python train.py --fresh-images {images} --epochs {epochs} --batch-size {batch_size} "
         "--learning-rate {learning_rate} --seed {seed}".format(**settings)
-        + (" (plus model options not exposed by train.py)" if settings["model_options"] else ""),
+        + (f" --model-options '{json.dumps(settings['model_options'])}'" if settings["model_options"] else ""),
         "validation": f"first {VALIDATION_IMAGES} images of the stream {VALIDATION_SEED!r} (= capts_val/ files 0-1999)",
         "parameters": model.count_params(),
         "train_seconds": final["train_seconds"],
