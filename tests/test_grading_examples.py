@@ -1,4 +1,4 @@
-"""The example class (examples/submissions/) graded as the README shows, on a handful of images."""
+"""The example class (examples/submissions/) graded as docs/grading.md shows, on a handful of images."""
 
 import shutil
 
