@@ -148,13 +148,12 @@ def main(argv=None) -> dict:
 
 
 def plot(result: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
     from matplotlib.ticker import PercentFormatter
 
-    figure, axis = pyplot.subplots(figsize=(7.5, 4.5))
+    from core.figures import legend_below, new_figure, save_figure
+
+    figure = new_figure(7.5, 5)
+    axis = figure.subplots()
     points = result["points"]
     images = np.array([p["images"] for p in points])
     plotted = {  # measure: its target row of the plotted goal
@@ -195,13 +194,9 @@ def plot(result: dict, path: Path) -> Path:
     axis.yaxis.set_minor_formatter(PercentFormatter(1.0, decimals=0))
     axis.tick_params(axis="y", which="both", labelsize=7)
     axis.grid(alpha=0.3, which="both")
-    axis.legend(fontsize=7)
+    legend_below(axis, *axis.get_legend_handles_labels(), columns=2)
     axis.set_title("cellnet: error against images seen, end of each schedule", fontsize=9)
-    figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=100, format="png")
-    pyplot.close(figure)
-    return path
+    return save_figure(figure, path, dpi=100)
 
 
 def print_table(result: dict) -> None:
