@@ -71,7 +71,14 @@ def predict_files(reader, paths: list[Path], batch_size: int = 256) -> list[dict
     rows = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
-        readings = reader.read(np.stack([decode_image(path, size=size) for path in chunk]))
+        images = [decode_image(path, size=size) for path in chunk]
+        for path, image in zip(chunk, images):
+            if image.shape != images[0].shape:  # Only where the model leaves its input size open.
+                raise ValueError(
+                    f"The model takes any size, but the images read together must share one: {path} is "
+                    f"{image.shape[:2]} (height, width), {chunk[0]} is {images[0].shape[:2]}."
+                )
+        readings = reader.read(np.stack(images))
         rows.extend(
             {"filename": path.name, "prediction": reading.text, "confidence": round(reading.confidence, 6)}
             for path, reading in zip(chunk, readings)
