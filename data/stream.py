@@ -2,9 +2,8 @@
 
 A fixed training set of a few tens of thousands of images is learnt by heart
 in a few epochs (training accuracy 98%, validation 91%), and a generator can
-draw as many distinct images as we like: `python -m data.generate` makes
-~880 images/s on 2 cores (PNG saving included), three times what the default
-model trains on (292 images/s). `GeneratedBatches` hands
+draw as many distinct images as we like, at about 4.3 CPU-ms an image
+(`python -m data.generate`, PNG saving included; docs/results.md). `GeneratedBatches` hands
 `model.fit` a new set every epoch. Keras runs `__getitem__` in `workers`
 forked processes and keeps `max_queue_size` batches ready, so drawing
 overlaps training.

@@ -12,8 +12,8 @@ answers and the benchmarks all read through a `Reader`, so they score and
 decode alike.
 
 Why not `model.predict`: it wraps every call in a dataset, a callback list
-and a progress loop, about 40-60 ms per call on our CPU whatever the batch
-size. A `Reader` calls the model's compiled predict step on each NumPy batch
+and a progress loop, a cost per call whatever the batch size, which
+dominates when one image is read at a time. A `Reader` calls the model's compiled predict step on each NumPy batch
 directly (`model.predict_on_batch`, traced once per batch size), about 2-3 ms
 for one image of the default model, and cuts large arrays into batches
 itself so memory stays bounded. The outputs are decoded by `models.decoding`
