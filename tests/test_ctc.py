@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from core.alphabet import Alphabet
-from models.decoding import decode_text, decode_with_confidence, is_ctc_output
-from training.losses import ClassLoss
+from models.decoding import decode_text, decode_with_confidence
 from models.metrics import PositionAccuracy, SequenceAccuracy
+from training.losses import ClassLoss
 
 ALPHABET = Alphabet("0123456789", 4)
 BLANK = 10
@@ -25,11 +25,10 @@ def path_scores(paths, confidence=0.9, classes=11):
 def test_greedy_decoding_merges_repeats_and_drops_blanks():
     b = BLANK
     scores = path_scores([[1, 1, b, 2, b, 3, 3, 4], [7, b, 7, b, 7, 7, b, 7], [5, 5, b, b, 6, b, b, b]])
-    assert is_ctc_output(scores, ALPHABET)
-    codes, confidences = decode_with_confidence(scores, ALPHABET)
+    codes, confidences = decode_with_confidence(scores, ALPHABET, "ctc")
     # A short reading is padded with -1, which `decode` skips.
     np.testing.assert_array_equal(codes, [[1, 2, 3, 4], [7, 7, 7, 7], [5, 6, -1, -1]])
-    assert decode_text(scores, ALPHABET) == ["1234", "7777", "56"]
+    assert decode_text(scores, ALPHABET, "ctc") == ["1234", "7777", "56"]
     np.testing.assert_allclose(confidences, 0.9**8, rtol=1e-4)
 
 
@@ -47,7 +46,7 @@ def test_metrics_on_ctc_scores_agree_with_decoding():
     b = BLANK
     targets = np.array([[1, 2, 3, 4], [7, 7, 7, 7], [5, 6, 0, 0]])
     scores = path_scores([[1, 1, b, 2, b, 3, 3, 4], [7, b, 7, b, 7, 7, b, 7], [5, 5, b, b, 6, b, b, b]])
-    expected = (targets == decode_with_confidence(scores, ALPHABET)[0]).mean(axis=0)
+    expected = (targets == decode_with_confidence(scores, ALPHABET, "ctc")[0]).mean(axis=0)
     for position in range(4):
         metric = PositionAccuracy(position, kind="ctc")
         metric.update_state(targets, scores)

@@ -59,8 +59,8 @@ def test_decoding_stops_at_the_end_token():
     np.testing.assert_array_equal(codes, [[1, 2, 3], [4, -1, -1], [-1, -1, -1]])
     # The confidence counts the characters read and the token that ended them.
     np.testing.assert_allclose(confidences, [0.8**4, 0.8**2, 0.8], rtol=1e-5)
-    assert decode_text(scores, ALPHABET) == ["123", "4", ""]
-    assert decode_with_confidence(scores, ALPHABET)[0].shape == (3, 3)
+    assert decode_text(scores, ALPHABET, "seq2seq") == ["123", "4", ""]
+    assert decode_with_confidence(scores, ALPHABET, "seq2seq")[0].shape == (3, 3)
 
 
 def test_round_trip_in_safe_mode(tmp_path):
@@ -80,7 +80,7 @@ def test_any_alphabet_and_length(alphabet):
     model = tiny(alphabet=alphabet)
     assert model.output_shape == (None, alphabet.length + 1, alphabet.num_classes + 3)
     scores = model.predict(np.zeros((2, 24, 40, 3), "uint8"), verbose=0)
-    assert decode_with_confidence(scores, alphabet)[0].shape == (2, alphabet.length)
+    assert decode_with_confidence(scores, alphabet, "seq2seq")[0].shape == (2, alphabet.length)
 
 
 def test_overfits_a_few_images_and_reads_them_greedily():
@@ -94,7 +94,7 @@ def test_overfits_a_few_images_and_reads_them_greedily():
     objective.compile(optimizer=keras.optimizers.Adam(0.01))
     codes = ALPHABET.encode_many(labels)
     objective.fit(images, codes, batch_size=4, epochs=150, verbose=0)
-    assert decode_text(model.predict(images, verbose=0), ALPHABET) == labels
+    assert decode_text(model.predict(images, verbose=0), ALPHABET, "seq2seq") == labels
 
 
 def test_foreground_option_reads_one_colour_free_channel(tmp_path):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import train
+import training.data
 from core.alphabet import Alphabet
 from data.generate import make_captcha
 from data.stream import GeneratedBatches
@@ -43,7 +44,7 @@ def test_generated_batches_reject_bad_counts():
 def test_train_draws_fresh_images_by_default(captcha_folders, tmp_path, capsys, monkeypatch):
     _, val_dir = captcha_folders
     monkeypatch.chdir(tmp_path)  # A capts_train/ would be generated here if the default still used a folder.
-    monkeypatch.setattr(train, "DEFAULT_FRESH_IMAGES", 16)
+    monkeypatch.setattr(training.data, "DEFAULT_FRESH_IMAGES", 16)
     output = tmp_path / "fresh.keras"
     summary = train.main(
         ["--model", "cellnet_tiny", "--epochs", "2", "--batch-size", "8", "--quiet"]
