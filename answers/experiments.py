@@ -7,7 +7,7 @@
 A training run trains a `cellnet` variant for `epochs` (3) epochs on `images`
 (8,000) newly drawn CAPTCHAs each (`data.stream.GeneratedBatches`, as
 `python train.py --fresh-images 8000 --epochs 3` does), with the kit's
-optimiser and schedule (`models.training.compile_model`: Adam, 5% warm-up,
+optimiser and schedule (`training.objective.compiled_objective`: Adam, 5% warm-up,
 cosine decay). Every half epoch it scores the model on a fixed validation
 subset: the first 2,000 images of the validation stream (seed "0/val", the
 same images as the first 2,000 files of `capts_val/` from
@@ -43,7 +43,7 @@ from data.stream import GeneratedBatches  # noqa: E402
 from models.decoding import decode_codes  # noqa: E402
 from models.io import load_model  # noqa: E402
 from models.reader import Reader, evaluate_predictions  # noqa: E402
-from models.training import compile_model  # noqa: E402
+from training.objective import compiled_objective  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY / "answers" / "results"
@@ -207,13 +207,13 @@ def train(name: str) -> dict:
     keras.utils.set_random_seed(settings["seed"])
     model = models.get_model(settings["model"], alphabet=alphabet, **settings["model_options"])
     steps_per_epoch = math.ceil(settings["images"] / settings["batch_size"])
-    compile_model(model, alphabet.length, settings["learning_rate"], steps_per_epoch * settings["epochs"])
+    objective = compiled_objective(model, settings["learning_rate"], steps_per_epoch * settings["epochs"])
     batches = GeneratedBatches(settings["images"], alphabet, settings["batch_size"], seed=f"{settings['seed']}/fresh")
     evaluation = HalfEpochEvaluation(
         validation["images"], validation["codes"], max(1, steps_per_epoch // 2), settings["batch_size"]
     )
     print(f"{name}: {TRAINING_RUNS[name]['about']}; {model.count_params():,} parameters", flush=True)
-    history = model.fit(batches, epochs=settings["epochs"], verbose=0, callbacks=[evaluation])
+    history = objective.fit(batches, epochs=settings["epochs"], verbose=0, callbacks=[evaluation])
     if evaluation.steps % evaluation.every:
         evaluation.evaluate()
     RUNS_DIR.mkdir(parents=True, exist_ok=True)
@@ -460,14 +460,14 @@ def step_time(steps: int = 15) -> dict:
         settings = run_settings(name)
         keras.utils.set_random_seed(0)
         model = models.get_model(settings["model"], **settings["model_options"])
-        compile_model(model, 4, settings["learning_rate"], total_steps=1000)
+        objective = compiled_objective(model, settings["learning_rate"], total_steps=1000)
         size = settings["batch_size"]
         images, codes = validation["images"][:size], validation["codes"][:size]
         for _ in range(3):
-            model.train_on_batch(images, codes)
+            objective.train_on_batch(images, codes)
         began = time.time()
         for _ in range(steps):
-            model.train_on_batch(images, codes)
+            objective.train_on_batch(images, codes)
         seconds = time.time() - began
         result["runs"][name] = {
             "batch_size": size,

@@ -167,15 +167,16 @@ def load_or_build(path: str | None):
     """The model to measure and a description of it."""
     import models
     from models.io import load_model
+    from training.recipe import DEFAULT_MODEL
 
     reference = REPOSITORY / "reference" / "reference.keras"
     if path is None and reference.is_file():
         path = reference
     if path is not None:
         return load_model(path), str(path)
-    model = models.get_model(models.DEFAULT_MODEL)
+    model = models.get_model(DEFAULT_MODEL)
     return model, (
-        f"{models.DEFAULT_MODEL} built untrained by models.get_model (reference/reference.keras not present; "
+        f"{DEFAULT_MODEL} built untrained by models.get_model (reference/reference.keras not present; "
         "weights do not change the speed)"
     )
 
@@ -212,8 +213,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime measurement")
     args = parser.parse_args(argv)
 
-    import keras
+    from core.quiet import load_keras
 
+    keras = load_keras()
     from models.reader import Reader
 
     load_before = os.getloadavg()

@@ -1,11 +1,8 @@
 """Saving and loading `.keras` models: atomically, safely, with clear errors.
 
-Two kinds of file are written. `save_model` writes the plain model that users
-get (architecture and weights, loads anywhere). `save_checkpoint` writes the
-full training state (optimizer moments and step count included) that
-`train.py --resume` continues from.
-
-Both add the member `captcha_kit.json` to the `.keras` zip: the alphabet,
+`save_model` writes the plain model that users get (architecture and
+weights, loads anywhere; the state a run resumes from is
+`training.callbacks.TrainingCheckpoint`'s). It adds the member `captcha_kit.json` to the `.keras` zip: the alphabet,
 label lengths and kind of scores (`models.metadata`), which Keras ignores and
 `load_model` reads back onto the model. A plain model is always saved made of
 Keras's own layers and operations, so the file loads with plain
@@ -64,15 +61,6 @@ def save_model(model: keras.Model, path: str | Path) -> Path:
     return path
 
 
-def save_checkpoint(model: keras.Model, path: str | Path) -> Path:
-    """Saves the compiled model with its optimizer state atomically, for resuming training."""
-    path = _check_suffix(path)
-    with atomic_path(path) as temporary:
-        model.save(temporary)
-        _write_metadata(temporary, model)
-    return path
-
-
 def _write_metadata(path: Path, model: keras.Model) -> None:
     metadata = model_metadata(model)
     if metadata is not None:
@@ -84,8 +72,7 @@ def load_model(path: str | Path, compile: bool = False) -> keras.Model:
 
     Args:
         path: The `.keras` file.
-        compile: Also restore the optimizer, loss and metrics (a checkpoint
-            written by `save_checkpoint`).
+        compile: Also restore a compile configuration saved in the file (the kit saves none).
 
     Raises:
         FileNotFoundError: No such file.
