@@ -11,7 +11,7 @@ import models
 from core.alphabet import Alphabet
 from data.batches import MixedBatches
 from models.io import load_model
-from training.callbacks import TimeLimit, TrainingCheckpoint, completed_epochs
+from training.callbacks import StuckRun, TimeLimit, TrainingCheckpoint, completed_epochs
 from training.objective import MeanTeacherSettings, Objective, compiled_objective
 from training.optimizer import make_optimizer
 from training.recipe import Recipe
@@ -129,3 +129,16 @@ def test_every_shipped_config_is_a_valid_recipe(path):
     recipe.check()
     assert json.loads(path.read_text())["comment"]  # Each config says what it is.
     assert recipe.model in models.list_models()
+
+
+def test_a_run_at_chance_is_told_what_to_try(capsys):
+    stuck = StuckRun(classes=10, advice="Try a lower --learning-rate.", after=3)
+    for epoch, accuracy in enumerate((0.10, 0.11, 0.12, 0.10)):
+        stuck.on_epoch_end(epoch, {"val_mean_accuracy": accuracy})
+    printed = capsys.readouterr().out
+    assert printed.count("Stuck") == 1 and "12.0% per character after 3 epochs" in printed
+    assert "chance is 10.0%" in printed and "lower --learning-rate" in printed and stuck.stuck_after == 3
+    learning = StuckRun(classes=10, advice="", after=3)
+    for epoch, accuracy in enumerate((0.10, 0.30, 0.60)):
+        learning.on_epoch_end(epoch, {"val_mean_accuracy": accuracy})
+    assert learning.stuck_after is None and "Stuck" not in capsys.readouterr().out

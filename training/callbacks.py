@@ -69,6 +69,37 @@ class EpochReport(keras.callbacks.Callback):
         )
 
 
+class StuckRun(keras.callbacks.Callback):
+    """Says so on the console when validation accuracy is still near chance after the first epochs.
+
+    The assignment's own hint: around 10% per digit for two or three epochs
+    means something must change. A run whose mean validation accuracy stays
+    below 1.5x chance through epoch `after` (counted from 1) gets one line with
+    what to try; `stuck_after` records the epoch for the run's summary.
+
+    Args:
+        classes: Characters of the alphabet (chance is 1 / classes per position).
+        advice: What to try, for the message.
+        after: The epoch at which to judge.
+    """
+
+    def __init__(self, classes: int, advice: str, after: int = 3):
+        super().__init__()
+        self.chance, self.advice, self.after = 1.0 / classes, advice, after
+        self.stuck_after = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        accuracy = (logs or {}).get("val_mean_accuracy")
+        if epoch + 1 != self.after or accuracy is None or accuracy >= 1.5 * self.chance:
+            return
+        self.stuck_after = epoch + 1
+        print(
+            f"Stuck: validation accuracy is {accuracy:.1%} per character after {epoch + 1} epochs, and chance is "
+            f"{self.chance:.1%}. {self.advice}",
+            flush=True,
+        )
+
+
 class HistoryLog(keras.callbacks.CSVLogger):
     """Keras's CSV log of every epoch's figures, with epochs counted from 1 as on the console and in the plots."""
 

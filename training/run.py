@@ -25,12 +25,13 @@ import keras
 import models
 from core.files import atomic_path, rounded, write_json
 from data.batches import ArrayBatches
-from models.reader import evaluate_model, format_accuracies
 from models.io import load_model, model_alphabet
+from models.reader import evaluate_model, format_accuracies
 from training.callbacks import (
     BestModelCheckpoint,
     EpochReport,
     HistoryLog,
+    StuckRun,
     TimeLimit,
     TrainingCheckpoint,
     completed_epochs,
@@ -215,6 +216,8 @@ def train(recipe: Recipe, force: bool = False, resume: bool = False, quiet: bool
         TrainingCheckpoint(files.last_model, files.last_weights),
         *([time_limit] if time_limit else []),
     ]
+    stuck = StuckRun(recipe.alphabet_spec.num_classes, stuck_advice(recipe))
+    callbacks.insert(1, stuck)  # After EpochReport, which adds val_mean_accuracy.
     if recipe.patience:
         callbacks.append(keras.callbacks.EarlyStopping("val_mean_accuracy", mode="max", patience=recipe.patience))
     train_started, interrupted = time.time(), False
@@ -241,34 +244,39 @@ def train(recipe: Recipe, force: bool = False, resume: bool = False, quiet: bool
         raise ValueError(f"training stopped before the first epoch ended; nothing was saved to {files.model}.")
     if not interrupted:
         write_json(files.last_state, {"recipe": recipe.to_dict(), "finished": True})
-    return summarise(
-        recipe,
-        files,
-        data,
-        checkpoint,
-        time_limit,
-        steps_per_epoch,
-        initial_epoch if resume else None,
-        interrupted,
-        data_seconds,
-        train_seconds,
-        model.count_params(),
+    outcome = Outcome(
+        checkpoint, time_limit, stuck, steps_per_epoch, initial_epoch if resume else None, interrupted,
+        data_seconds, train_seconds, model.count_params(),
+    )  # fmt: skip
+    return summarise(recipe, files, data, outcome)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run went, for its summary."""
+
+    checkpoint: BestModelCheckpoint
+    time_limit: TimeLimit | None
+    stuck: StuckRun
+    steps_per_epoch: int
+    resumed_after: int | None
+    interrupted: bool
+    data_seconds: float
+    train_seconds: float
+    parameters: int
+
+
+def stuck_advice(recipe: Recipe) -> str:
+    """What to try when a run stays at chance: the rate, another reader, the labels."""
+    folder = recipe.data or recipe.train_dir
+    labels = f"; look at the labels: python -m data.preview {folder} samples.png" if folder else ""
+    return (
+        f"Try a lower --learning-rate (this run: {recipe.learning_rate:g}) or another --model "
+        f"(python -m models lists them; crnn_ctc reads small real images well){labels}."
     )
 
 
-def summarise(
-    recipe,
-    files,
-    data: TrainingData,
-    checkpoint,
-    time_limit,
-    steps_per_epoch,
-    resumed_after,
-    interrupted,
-    data_seconds,
-    train_seconds,
-    parameters,
-) -> dict:
+def summarise(recipe: Recipe, files: RunFiles, data: TrainingData, outcome: Outcome) -> dict:
     """Scores the best model, draws the curves, writes `<name>.json` and prints the final figures."""
     from core.figures import plot_history
 
@@ -279,10 +287,14 @@ def summarise(
     history = read_history(files.history)
     epochs_run = len(history.get("epoch", []))
     train_size = fresh_images(recipe) or len(data.train)
-    epoch_images = train_size if data.unlabelled is None else steps_per_epoch * images_per_step(recipe)
+    epoch_images = train_size if data.unlabelled is None else outcome.steps_per_epoch * images_per_step(recipe)
     images_trained = epoch_images * epochs_run
-    if time_limit and time_limit.stopped_mid_epoch:  # The last epoch ended early: count what it trained on.
-        images_trained -= epoch_images - min(epoch_images, time_limit.batches_in_epoch * images_per_step(recipe))
+    if (
+        outcome.time_limit and outcome.time_limit.stopped_mid_epoch
+    ):  # The last epoch ended early: count what it trained on.
+        images_trained -= epoch_images - min(
+            epoch_images, outcome.time_limit.batches_in_epoch * images_per_step(recipe)
+        )
     fresh = data.train is None
     unlabelled = len(data.unlabelled) if data.unlabelled is not None else 0
     plot_history(
@@ -292,35 +304,36 @@ def summarise(
         title=f"{recipe.initial_model or recipe.model} on {train_size:,}{' new' if fresh else ''} "
         f"{'labelled ' if unlabelled else ''}images{' every epoch' if fresh else ''}"
         + (f" + {unlabelled:,} unlabelled (Mean Teacher)" if unlabelled else "")
-        + f", best epoch {checkpoint.best_epoch}",
+        + f", best epoch {outcome.checkpoint.best_epoch}",
     )
     summary = {
         "options": recipe.to_dict(),
         "alphabet": alphabet.get_config(),
         "image_size": list(data.image_size),
         "model_file": str(files.model),
-        "parameters": parameters,
+        "parameters": outcome.parameters,
         "train_images": train_size,
         "fresh_images_per_epoch": fresh_images(recipe),
         "unlabelled_images": unlabelled,
         "labelled_file": str(files.labelled) if recipe.labelled_count is not None else None,
         "saved_network": {"val_teacher_mean_accuracy": "teacher", "val_mean_accuracy": "student"}.get(
-            checkpoint.best_source
+            outcome.checkpoint.best_source
         )
         if recipe.mean_teacher
         else None,
         "val_images": len(data.val),
         "test_images": len(data.test) if data.test else 0,
         "split_file": str(files.split) if recipe.data else None,
-        "best_epoch": checkpoint.best_epoch,
+        "best_epoch": outcome.checkpoint.best_epoch,
         "epochs_run": epochs_run,
-        "resumed_after_epoch": resumed_after,
-        "stopped_by_time_limit": bool(time_limit and time_limit.stopped_mid_epoch),
-        "interrupted": interrupted,
-        "data_seconds": round(data_seconds, 1),
-        "train_seconds": round(train_seconds, 1),
+        "resumed_after_epoch": outcome.resumed_after,
+        "stopped_by_time_limit": bool(outcome.time_limit and outcome.time_limit.stopped_mid_epoch),
+        "interrupted": outcome.interrupted,
+        "stuck_after_epoch": outcome.stuck.stuck_after,
+        "data_seconds": round(outcome.data_seconds, 1),
+        "train_seconds": round(outcome.train_seconds, 1),
         "train_images_per_second": round(
-            (images_trained - epoch_images * (resumed_after or 0)) / max(train_seconds, 1e-9), 1
+            (images_trained - epoch_images * (outcome.resumed_after or 0)) / max(outcome.train_seconds, 1e-9), 1
         ),
         "validation": result,
         "test": test_result,
@@ -329,7 +342,10 @@ def summarise(
     }
     summary = rounded(summary)
     write_json(files.summary, summary)
-    print(f"\nBest epoch {checkpoint.best_epoch} saved to {files.model} ({train_seconds / 60:.1f} min of training).")
+    print(
+        f"\nBest epoch {outcome.checkpoint.best_epoch} saved to {files.model} "
+        f"({outcome.train_seconds / 60:.1f} min of training)."
+    )
     for position, accuracy in enumerate(result["position_accuracies"]):
         print(f"  validation accuracy of {alphabet.position_name} {position}: {accuracy:.4f}")
     print(f"  {format_accuracies(result)}")
