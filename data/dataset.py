@@ -29,7 +29,7 @@ from core.alphabet import Alphabet
 from core.files import atomic_path, cache_directory
 from data.labels import IMAGE_SUFFIXES, find_labelled_images, list_image_files
 
-CACHE_VERSION = 3  # 2: the index lists the files that could not be used; 3: kept outside the folder
+CACHE_VERSION = 4  # 2: the index lists unusable files; 3: kept outside the folder; 4: transparency as seen
 
 
 @dataclass
@@ -46,8 +46,30 @@ class LabelledImages:
         return len(self.labels)
 
 
+def as_seen(image: Image.Image) -> tuple[Image.Image, bool]:
+    """The image as a person sees it, in RGB: transparent pixels composited onto its background.
+
+    A plain `convert("RGB")` paints transparent pixels black (a dotted CAPTCHA
+    on a transparent background becomes dark digits on black), whereas a
+    browser shows them on its white page. So an image with an alpha channel,
+    or a palette or colour marked transparent, is composited onto white, as
+    browsers do (they ignore a file's own background colour). Every reader
+    of the kit goes through this: folders for training, evaluation,
+    prediction and grading (`decode_image`), and the web service's uploads.
+
+    Returns:
+        (the RGB image, whether any pixel was transparent).
+    """
+    if not (image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info):
+        return image.convert("RGB"), False
+    image = image.convert("RGBA")
+    if image.getchannel("A").getextrema()[0] == 255:  # An alpha channel, but every pixel opaque.
+        return image.convert("RGB"), False
+    return Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image).convert("RGB"), True
+
+
 def decode_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Decodes one image file to an RGB uint8 array of shape (height, width, 3).
+    """Decodes one image file to an RGB uint8 array of shape (height, width, 3), as a person sees it (`as_seen`).
 
     Args:
         path: Image file.
@@ -56,7 +78,7 @@ def decode_image(path: str | Path, size: tuple[int, int] | None = None) -> np.nd
     """
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")
+            image, _ = as_seen(image)
             if size is not None and image.size != (size[1], size[0]):
                 image = image.resize((size[1], size[0]), Image.BILINEAR)
             return np.asarray(image, dtype=np.uint8)

@@ -16,6 +16,8 @@ import io
 import numpy as np
 from PIL import Image, ImageFile
 
+from data.dataset import as_seen
+
 # Formats Pillow may open. Pillow knows some forty; a CAPTCHA comes as one of
 # these, and every other decoder left out is one less for a hostile file to reach.
 ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
@@ -38,7 +40,8 @@ def decode_image(data: bytes, input_shape, max_pixels: int = MAX_PIXELS) -> tupl
     """Decodes an uploaded image into the uint8 array (height, width, channels) a model takes.
 
     Transparent images (RGBA, LA, palette images with a transparent colour)
-    are composited onto white first: CAPTCHAs are dark text on a light
+    are composited onto white first (`data.dataset.as_seen`, the kit's one
+    reading of transparency): CAPTCHAs are dark text on a light
     ground, and dropping the alpha channel would turn transparent pixels into
     whatever colour they happen to store (often black). Images of another
     size are resized (bilinear, as `data.dataset` does) and the note says so.
@@ -79,12 +82,9 @@ def decode_image(data: bytes, input_shape, max_pixels: int = MAX_PIXELS) -> tupl
     except Exception as error:  # OSError "image file is truncated", SyntaxError, zlib errors, ...
         raise ImageError(f"Broken {image.format} image (truncated or corrupt): {error}", 400) from error
     notes = []
-    if _has_transparency(image):
-        image = image.convert("RGBA")
-        if image.getchannel("A").getextrema()[0] < 255:  # Opaque RGBA (multicolorcaptcha's own) needs nothing.
-            white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(white, image)
-            notes.append("transparent pixels composited onto white")
+    image, transparent = as_seen(image)
+    if transparent:
+        notes.append("transparent pixels composited onto white")
     height_wanted, width_wanted, channels = input_shape
     mode = "L" if channels == 1 else "RGB"
     if image.mode != mode:
@@ -98,8 +98,3 @@ def decode_image(data: bytes, input_shape, max_pixels: int = MAX_PIXELS) -> tupl
         array = array[..., None]
     note = "; ".join(notes)
     return array, (note[0].upper() + note[1:] + ".") if note else None
-
-
-def _has_transparency(image: Image.Image) -> bool:
-    """True for images with an alpha channel or a transparent palette entry or colour."""
-    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info

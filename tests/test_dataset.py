@@ -207,3 +207,31 @@ def test_preview_writes_a_grid_and_refuses_unlabelled_folders(tmp_path, capsys):
         assert exit_info.value.code == 2 and error.startswith("error: ") and error.count("\n") == 1
         assert str(folder) in error
     assert not (tmp_path / "other.png").exists()
+
+
+def test_transparent_images_are_read_as_people_see_them(tmp_path):
+    """RGBA, LA and palette transparency go onto white, as in a browser, never onto black."""
+    from PIL import Image
+
+    from data.dataset import decode_image
+
+    dark = (20, 20, 20)
+    rgba = Image.new("RGBA", (4, 2), (0, 0, 0, 0))
+    rgba.putpixel((0, 0), (*dark, 255))
+    la = Image.new("LA", (4, 2), (0, 0))
+    la.putpixel((0, 0), (20, 255))
+    palette = Image.new("P", (4, 2), 1)
+    palette.putpalette([*dark, 0, 0, 0] + [0] * 762)
+    palette.putpixel((0, 0), 0)
+    paths = {}
+    for name, image, extra in (("rgba", rgba, {}), ("la", la, {}), ("p", palette, {"transparency": 1})):
+        paths[name] = tmp_path / f"{name}.png"
+        image.save(paths[name], **extra)
+    for name, path in paths.items():
+        pixels = decode_image(path)
+        assert pixels.shape == (2, 4, 3), name
+        assert tuple(pixels[0, 0]) == dark, name  # the opaque ink is kept
+        assert (pixels[1] == 255).all(), name  # the transparent background is white, not black
+    # Opaque images are left as they are.
+    Image.new("RGB", (4, 2), (1, 2, 3)).save(tmp_path / "rgb.png")
+    assert (decode_image(tmp_path / "rgb.png") == (1, 2, 3)).all()
