@@ -1,7 +1,7 @@
 """Exports a `.keras` model for serving: a TensorFlow SavedModel or an ONNX file.
 
-    python -m models.export reference/reference.keras --format saved_model --output exported/reference
-    python -m models.export reference/reference.keras --format onnx --output exported/reference.onnx
+    python export.py reference/reference.keras --format saved_model --output exported/reference
+    python export.py reference/reference.keras --format onnx --output exported/reference.onnx
 
 Both take what the `.keras` file takes, the raw image: a float32 batch
 (batch, height, width, 3) of pixel values 0-255, as decoded from the PNG
@@ -27,16 +27,11 @@ kit's (`models.decoding`) or the reader's own.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from models.io import load_model  # noqa: E402
-from models.metadata import METADATA_MEMBER, ModelMetadata, model_metadata  # noqa: E402
+from models.metadata import METADATA_MEMBER, ModelMetadata, model_metadata
 
 FORMATS = ("saved_model", "onnx")
 ONNX_METADATA_KEY = "captcha_kit"
@@ -118,28 +113,3 @@ def read_export_metadata(path: str | Path) -> ModelMetadata | None:
 
     properties = {entry.key: entry.value for entry in onnx.load(str(path), load_external_data=False).metadata_props}
     return ModelMetadata.from_json(properties[ONNX_METADATA_KEY]) if ONNX_METADATA_KEY in properties else None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m models.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("model", help="the .keras file to export")
-    parser.add_argument("--format", required=True, choices=FORMATS, help="saved_model (a folder) or onnx (a file)")
-    parser.add_argument("--output", required=True, help="the folder or .onnx file to create (must not exist)")
-    return parser
-
-
-def main(argv=None) -> Path:
-    args = build_parser().parse_args(argv)
-    try:
-        path = export_model(load_model(args.model), args.output, args.format)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    print(f"Wrote {path} ({args.format}) from {args.model}")
-    return path
-
-
-if __name__ == "__main__":
-    main()

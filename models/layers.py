@@ -11,7 +11,7 @@ legacy readers: files saved by earlier versions of the kit (reference/stage1.ker
 stage2.keras, the fixtures in tests/fixtures) name them, so they stay
 registered; the kit no longer builds them into new models. `ForegroundMap`
 and `foreground_map` compute the same numbers, so converting an old file
-(`python -m models.convert`) keeps its weights and its scores.
+(`python export.py OLD.keras --format keras`, `models.convert`) keeps its weights and its scores.
 """
 
 from __future__ import annotations

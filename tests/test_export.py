@@ -1,10 +1,11 @@
-"""`python -m models.export`: SavedModel (read by TensorFlow) and ONNX (read by onnxruntime) give the .keras scores."""
+"""`python export.py`: SavedModel (read by TensorFlow) and ONNX (read by onnxruntime) give the .keras scores."""
 
 import numpy as np
 import pytest
 
+import export
 import models
-from models import export
+from models.export import read_export_metadata
 from models.io import save_model
 from models.metadata import ModelMetadata
 
@@ -31,7 +32,7 @@ def test_saved_model_gives_the_keras_scores(saved, tmp_path, capsys):
     assert np.max(np.abs(exported.serve(images).numpy() - expected)) <= 1e-5
     signature = exported.signatures["serving_default"]
     assert np.max(np.abs(next(iter(signature(image=images).values())).numpy() - expected)) <= 1e-5
-    assert export.read_export_metadata(output) == ModelMetadata("0123456789", 4, 4, "positions")
+    assert read_export_metadata(output) == ModelMetadata("0123456789", 4, 4, "positions")
 
 
 def test_onnx_gives_the_keras_scores(saved, tmp_path):
@@ -42,7 +43,7 @@ def test_onnx_gives_the_keras_scores(saved, tmp_path):
     session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
     assert [entry.name for entry in session.get_inputs()] == ["image"]
     assert np.max(np.abs(session.run(None, {"image": images})[0] - expected)) <= 1e-5
-    assert export.read_export_metadata(output) == ModelMetadata("0123456789", 4, 4, "positions")
+    assert read_export_metadata(output) == ModelMetadata("0123456789", 4, 4, "positions")
 
 
 @pytest.mark.parametrize(

@@ -16,9 +16,9 @@ import keras
 import numpy as np
 import pytest
 
+import export
 import models
 from core.alphabet import Alphabet
-from models import convert
 from models.io import load_model, model_alphabet, save_model
 from models.layers import ForegroundMap, foreground_map, has_legacy_layers, is_ctc_model, output_kind
 from models.metadata import METADATA_MEMBER, ModelMetadata, model_metadata, read_file_metadata
@@ -168,11 +168,12 @@ def test_shipped_reference_model_is_plain():
 
 def test_convert_command(tmp_path, capsys):
     output = tmp_path / "converted.keras"
-    result = convert.main([str(FIXTURES / "legacy_cellnet_tiny.keras"), str(output), "--images", "4"])
+    legacy = str(FIXTURES / "legacy_cellnet_tiny.keras")
+    result = export.main([legacy, "--format", "keras", "--output", str(output), "--check-images", "4"])
     assert result["had_legacy_layers"] and result["max_abs_difference"] == 0.0 and result["passed"]
     assert read_file_metadata(output) == ModelMetadata("0123456789", 4, 4, "positions")
     with pytest.raises(SystemExit) as exit_info:
-        convert.main([str(output), str(output)])
+        export.main([str(output), "--format", "keras", "--output", str(output)])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.startswith("error: Write the converted model to a new file")
 
