@@ -9,7 +9,9 @@ sandboxed training, a process of its own for the model), with the course
 folders at the same paths as on the grader's machine (or under
 `$CAPTCHA_KIT_COURSE_DIR` there). It decodes its own validation images once
 and refuses to grade when they differ from the grader's (by fingerprint),
-so every row is scored on the same images.
+so every row is scored on the same images. A worker on the grader's own
+machine maps the grader's private copy instead (checked against the same
+fingerprint), rather than decoding the folder a second time.
 
 A worker that dies mid-grading (the machine lost, the process killed) costs
 one retry: the submission is sent again, to whichever worker the scheduler
@@ -26,6 +28,7 @@ import fcntl
 import io
 import os
 import shutil
+import socket
 import tarfile
 import tempfile
 import threading
@@ -34,7 +37,7 @@ from collections import deque
 from pathlib import Path
 
 from core.alphabet import Alphabet
-from grading.course import grading_images, write_private_copy
+from grading.course import grading_images, read_private_copy, write_private_copy
 from grading.grades import GRADER_ERROR, WORKER_LOST, GradingOptions, failed_row
 from grading.sandbox import SandboxUnavailableError, available_cores, check_sandbox
 
@@ -83,13 +86,24 @@ def course_folder(path: str) -> Path:
     return Path(root) / Path(path).name if root else Path(path)
 
 
-def _worker_images(options: GradingOptions, alphabet: Alphabet, labels_file: str | None, strict: bool):
-    """This worker process's private copy of the validation images, decoded once (folder, fingerprint)."""
+def _worker_images(options: GradingOptions, alphabet: Alphabet, spec: dict):
+    """This worker process's private copy of the validation images (folder, fingerprint), made once.
+
+    On the grader's machine that is the grader's own private copy, once its
+    contents match the grader's fingerprint; elsewhere the course folder is
+    decoded into a copy of the worker's own.
+    """
     from data.dataset import load_labelled_folder
 
+    labels_file, strict, grader_copy = spec["labels"], spec["strict"], spec.get("grader_copy") or {}
     folder = course_folder(str(options.data_folders["capts_val"]))
-    key = (str(folder), labels_file, strict, alphabet.characters, alphabet.length)
+    # The grader's copy lives as long as its grading session: each session's copy is a key of its own.
+    key = (str(folder), labels_file, strict, alphabet.characters, alphabet.length, grader_copy.get("folder"))
     with _worker_state["lock"]:
+        if key not in _worker_state["images"] and grader_copy.get("host") == socket.gethostname():
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                read_private_copy(grader_copy["folder"], expected_sha256=spec["val_sha256"])
+                _worker_state["images"][key] = (Path(grader_copy["folder"]), spec["val_sha256"])
         if key not in _worker_state["images"]:
             loaded = load_labelled_folder(folder, alphabet, labels_file=labels_file, cache=False, strict=strict)
             val = grading_images(loaded.images, loaded.codes, loaded.labels)
@@ -162,7 +176,7 @@ def _grade_in_slot(name, packed, spec, options, alphabet, slot, work_root) -> di
             _check_sandbox_once(options)
         except SandboxUnavailableError as error:
             return {"row": failed_row(name, GRADER_ERROR, f"on {address}: {error}"), "log": ""}
-    images, sha256 = _worker_images(options, alphabet, spec["labels"], spec["strict"])
+    images, sha256 = _worker_images(options, alphabet, spec)
     if sha256 != spec["val_sha256"]:
         error = (
             f"the validation images on worker {address} differ from the grader's "
@@ -182,7 +196,9 @@ def _grade_in_slot(name, packed, spec, options, alphabet, slot, work_root) -> di
     return {"row": {**row, "worker": address}, "log": text}
 
 
-def grade_on_cluster(address, submissions, alphabet, options, val_sha256, on_row, labels=None, strict=False) -> None:
+def grade_on_cluster(
+    address, submissions, alphabet, options, val_sha256, on_row, labels=None, strict=False, images_folder=None
+) -> None:
     """Sends each submission to the Dask cluster at `address` and calls `on_row` with each row as it arrives.
 
     Args:
@@ -194,6 +210,7 @@ def grade_on_cluster(address, submissions, alphabet, options, val_sha256, on_row
         on_row: Called with each finished row.
         labels: The validation labels file, if any.
         strict: Refuse unusable validation images instead of skipping them.
+        images_folder: The grader's private copy, which workers on this machine map instead of decoding again.
     """
     from distributed import Client, as_completed
     from distributed.scheduler import KilledWorker
@@ -204,6 +221,7 @@ def grade_on_cluster(address, submissions, alphabet, options, val_sha256, on_row
         "val_sha256": val_sha256,
         "labels": labels,
         "strict": strict,
+        "grader_copy": {"host": socket.gethostname(), "folder": str(images_folder)} if images_folder else None,
     }
     logs = Path(options.logs)
     logs.mkdir(parents=True, exist_ok=True)

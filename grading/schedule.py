@@ -107,7 +107,9 @@ def grade_class(
         if scheduler:
             from grading.distributed import grade_on_cluster
 
-            grade_on_cluster(scheduler, pending, alphabet, options, val_sha256, collector.add, labels, strict)
+            grade_on_cluster(
+                scheduler, pending, alphabet, options, val_sha256, collector.add, labels, strict, images_folder
+            )
         else:
             grade_locally(pending, images_folder, alphabet, options, jobs, collector.add)
     finally:
