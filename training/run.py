@@ -162,6 +162,29 @@ def check_output(recipe: Recipe, force: bool, resume: bool) -> Path:
     return output
 
 
+def restore(recipe: Recipe, files: RunFiles, steps_per_epoch: int):
+    """The interrupted run's model and objective, as its last finished epoch left them.
+
+    Returns:
+        (model, objective, epochs done, best figure so far, its epoch).
+    """
+    model = load_model(files.last_model)
+    objective = build_objective(recipe, model, steps_per_epoch)
+    objective.optimizer.build(objective.trainable_variables)
+    objective.load_weights(files.last_weights)
+    try:
+        initial_epoch = completed_epochs(objective, steps_per_epoch)
+    except ValueError as error:
+        raise ValueError(f"cannot resume from {files.last_weights}: {error}") from None
+    if initial_epoch >= recipe.epochs:
+        raise ValueError(f"{files.last_weights} has finished all {recipe.epochs} epochs; nothing to resume.")
+    best, best_epoch = best_so_far(files.history, initial_epoch, objective.plain_models)
+    # A different seed for the rest, so that the resumed epochs do not replay the first epochs' shuffles.
+    keras.utils.set_random_seed(recipe.seed + initial_epoch)
+    print(f"Resuming {files.model} after epoch {initial_epoch} of {recipe.epochs} (from {files.last_weights})")
+    return model, objective, initial_epoch, best, best_epoch
+
+
 def train(recipe: Recipe, force: bool = False, resume: bool = False, quiet: bool = False) -> dict:
     """Runs `recipe` (resuming its interrupted run with `resume`); returns the summary also written as JSON.
 
@@ -180,7 +203,10 @@ def train(recipe: Recipe, force: bool = False, resume: bool = False, quiet: bool
     print(data.describe(recipe, data_seconds), flush=True)
     batches = training_batches(recipe, data)
     steps_per_epoch = len(batches)
-    if not resume:
+    if resume:
+        model, objective, initial_epoch, best, best_epoch = restore(recipe, files, steps_per_epoch)
+        batches = training_batches(recipe, data, first_epoch=initial_epoch)
+    else:
         keras.utils.set_random_seed(recipe.seed)
         model = build_model(recipe, data.image_size)
         objective = build_objective(recipe, model, steps_per_epoch)
@@ -188,36 +214,20 @@ def train(recipe: Recipe, force: bool = False, resume: bool = False, quiet: bool
         for stale in (files.last_model, files.last_weights):  # A stale state must never be resumed with this recipe.
             stale.unlink(missing_ok=True)
         write_json(files.last_state, {"recipe": recipe.to_dict(), "finished": False})
-    else:
-        model = load_model(files.last_model)
-        objective = build_objective(recipe, model, steps_per_epoch)
-        objective.optimizer.build(objective.trainable_variables)
-        objective.load_weights(files.last_weights)
-        try:
-            initial_epoch = completed_epochs(objective, steps_per_epoch)
-        except ValueError as error:
-            raise ValueError(f"cannot resume from {files.last_weights}: {error}") from None
-        if initial_epoch >= recipe.epochs:
-            raise ValueError(f"{files.last_weights} has finished all {recipe.epochs} epochs; nothing to resume.")
-        best, best_epoch = best_so_far(files.history, initial_epoch, objective.plain_models)
-        # A different seed for the rest, so that the resumed epochs do not replay the first epochs' shuffles.
-        keras.utils.set_random_seed(recipe.seed + initial_epoch)
-        batches = training_batches(recipe, data, first_epoch=initial_epoch)
-        print(f"Resuming {files.model} after epoch {initial_epoch} of {recipe.epochs} (from {files.last_weights})")
     print(f"Model: {recipe.initial_model or recipe.model}, {model.count_params():,} parameters", flush=True)
 
     checkpoint = BestModelCheckpoint(files.model, objective.plain_models, best=best, best_epoch=best_epoch)
     time_limit = TimeLimit(recipe.time_limit) if recipe.time_limit else None
+    stuck = StuckRun(recipe.alphabet_spec.num_classes, stuck_advice(recipe))
     callbacks = [
         EpochReport(recipe.epochs, steps_per_epoch, recipe.alphabet_spec.length, progress_bar=not quiet),
+        stuck,  # After EpochReport, which adds val_mean_accuracy to the logs, like the next two.
         checkpoint,
         HistoryLog(str(files.history), append=resume),
         # Last, so that the state it saves comes after the log row and the best model of its epoch.
         TrainingCheckpoint(files.last_model, files.last_weights),
         *([time_limit] if time_limit else []),
     ]
-    stuck = StuckRun(recipe.alphabet_spec.num_classes, stuck_advice(recipe))
-    callbacks.insert(1, stuck)  # After EpochReport, which adds val_mean_accuracy.
     if recipe.patience:
         callbacks.append(keras.callbacks.EarlyStopping("val_mean_accuracy", mode="max", patience=recipe.patience))
     train_started, interrupted = time.time(), False
