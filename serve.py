@@ -20,9 +20,8 @@ import argparse
 import gc
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # Keep TensorFlow's start-up chatter out of the address line.
-
-from serving.images import MAX_PIXELS  # noqa: E402
+from core.quiet import load_keras
+from serving.images import MAX_PIXELS
 
 DEFAULT_MODEL = "reference/reference.keras"
 MAX_CONNECTIONS = 1024
@@ -101,6 +100,7 @@ def main(argv=None) -> dict:
     if problem:
         parser.exit(2, f"error: {problem}\n")
 
+    load_keras()  # Keeps TensorFlow's start-up lines out of the console before the address line.
     import socket
 
     import uvicorn

@@ -170,6 +170,9 @@ def main(argv=None) -> dict:
 
     import numpy as np
 
+    from core.quiet import load_keras
+
+    load_keras()
     from models.reader import Reader
 
     load_before = os.getloadavg()

@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import time
 
-import keras
 import numpy as np
 
 from core.alphabet import Alphabet
 from core.multicolor import MARGINS
+from core.quiet import load_keras
 from data.dataset import load_labelled_folder
-from models.layers import ForegroundMap, foreground_map
 
 
 def main(argv=None) -> dict:
@@ -31,6 +30,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--data", default="capts_val", help="labelled multicolorcaptcha folder (default: %(default)s)")
     parser.add_argument("--images", type=int, default=2048, help="images to compare (default: %(default)s)")
     args = parser.parse_args(argv)
+    keras = load_keras()
+    from models.layers import ForegroundMap, foreground_map
+
     images = load_labelled_folder(args.data, Alphabet()).images[: args.images]
     top, bottom = MARGINS
     strips = images[:, top : images.shape[1] - bottom].astype("float32") / 255

@@ -26,10 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-import models
-import train
 from core.figures import plot_comparison
 from core.files import atomic_path
+from core.quiet import load_keras
 from training.history import read_history
 
 
@@ -56,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def compare(names: list[str], train_arguments: list[str], epochs: int, time_limit, work_dir: Path) -> list[dict]:
     """Trains each model with `train.main` and collects one row of figures per model."""
+    import train
+
     rows = []
     for name in names:
         output = work_dir / f"{name}.keras"
@@ -123,6 +124,10 @@ def write_tables(rows: list[dict], output_dir: Path, header: str) -> tuple[Path,
 def main(argv=None) -> dict:
     parser = build_parser()
     args, train_arguments = parser.parse_known_args(argv)
+    load_keras()  # After the arguments, so that --help needs no TensorFlow.
+    import models
+    import train
+
     names = [name.strip() for name in args.models.split(",") if name.strip()]
     unknown = sorted(set(names) - set(models.list_models()))
     if not names or unknown:

@@ -24,11 +24,9 @@ from pathlib import Path
 from core.alphabet import Alphabet
 from core.figures import plot_samples
 from core.files import atomic_path
+from core.quiet import load_keras
 from data.dataset import load_labelled_folder
 from data.split import SUBSETS, read_split, select
-from models.io import load_model, model_alphabet
-from models.metrics import sequence_accuracy
-from models.reader import Reader
 
 
 def consensus_misreads(readings: dict[str, list[str]], labels: list[str]) -> dict:
@@ -62,6 +60,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--subset", default="test", choices=SUBSETS, help="subset of --split-file (default: test)")
     parser.add_argument("--output", required=True, help="path without suffix for the .json and .png")
     args = parser.parse_args(argv)
+    load_keras()
+    from models.io import load_model, model_alphabet
+    from models.metrics import sequence_accuracy
+    from models.reader import Reader
 
     loaded = {Path(path).stem: load_model(path) for path in args.models}
     alphabets = {name: model_alphabet(model) for name, model in loaded.items()}

@@ -26,9 +26,8 @@ import numpy as np
 
 from core import multicolor
 from core.files import atomic_path
+from core.quiet import load_keras
 from data import generate
-from models.io import load_model, model_alphabet
-from models.reader import Reader
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -108,6 +107,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.images < 1:
         parser.error(f"--images must be positive. Received: {args.images}")
+    load_keras()
+    from models.io import load_model, model_alphabet
+    from models.reader import Reader
 
     model = load_model(args.model)
     alphabet = model_alphabet(model)

@@ -134,8 +134,9 @@ def main(argv=None) -> dict:
     if args.batch_size < 1:
         parser.error(f"--batch-size must be positive. Received: {args.batch_size}")
 
-    import keras
+    from core.quiet import load_keras
 
+    keras = load_keras()
     from models.reader import Reader
 
     model, description = load_or_build(args.model)

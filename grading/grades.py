@@ -250,7 +250,11 @@ def score_model_file(
     stage=lambda name: None,
 ) -> dict:
     """Loads a size-checked model file in safe mode and scores it: the status and figures of its row."""
-    import keras  # Here, not at the top: training and the checks before need no TensorFlow.
+    from core.quiet import load_keras
+
+    # Here, not at the top: training and the checks before need no TensorFlow. Quietly: the worker's
+    # stderr is the submission's log, which should hold the submission's lines and the grader's, not TensorFlow's.
+    keras = load_keras()
 
     from grading.inputs import plan_input
     from models.decoding import decode_codes
