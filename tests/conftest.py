@@ -25,6 +25,22 @@ def private_cache(tmp_path_factory):
         os.environ["CAPTCHA_KIT_CACHE"] = previous
 
 
+@pytest.fixture
+def eager_functions():
+    """Runs TensorFlow functions, Keras's train, test and predict steps among them, eagerly during the test.
+
+    A test that trains a tiny model for a step or two on a few images spends most of its time tracing those
+    steps into graphs, anew for every model; run eagerly, the same steps compute the same numbers in a
+    fraction of that. Graph mode stays checked by the tests that train for longer and by `pytest -m slow`.
+    """
+    import tensorflow as tf
+
+    previous = tf.config.functions_run_eagerly()
+    tf.config.run_functions_eagerly(True)
+    yield
+    tf.config.run_functions_eagerly(previous)
+
+
 @pytest.fixture(scope="session")
 def captcha_folders(tmp_path_factory):
     """(train, val) folders of 24 and 12 multicolorcaptcha images."""

@@ -76,6 +76,18 @@ def make_submission(root: Path, name: str, train_source: str | None, model: kera
     return folder
 
 
+def grade_here(submission, images_folder, alphabet, options, slot, work_root, register=lambda process: None):
+    """What a `python -m grading.worker` process does, done in this process instead.
+
+    For tests of what surrounds the worker (the schedule, reading the images, scoring): patched in for
+    `grading.schedule.grade_in_process`, it saves the worker's start-up (a TensorFlow import) per submission.
+    """
+    from grading.course import read_private_copy
+    from grading.grades import grade_submission
+
+    return grade_submission(submission, read_private_copy(images_folder), alphabet, options, slot=slot)
+
+
 def read_grades(path):
     with open(path, newline="") as file:
         return {row["submission"]: row for row in csv.DictReader(file)}

@@ -52,7 +52,7 @@ def test_offline_imagenet_error_names_file_and_folder(tmp_path, monkeypatch):
     assert "efficientnetb0_notop.h5" in message and str(tmp_path / "keras_home" / "models") in message
 
 
-def test_train_passes_weights_and_refuses_them_for_other_models(captcha_folders, tmp_path, capsys):
+def test_train_passes_weights_and_refuses_them_for_other_models(captcha_folders, tmp_path, capsys, eager_functions):
     train_dir, val_dir = captcha_folders
     common = ["--train-dir", str(train_dir), "--val-dir", str(val_dir), "--epochs", "1", "--batch-size", "8"]
     summary = train.main(

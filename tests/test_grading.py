@@ -13,6 +13,7 @@ from grading_helpers import (
     SLOW,
     SLOW_MARKER,
     expected_accuracies,
+    grade_here,
     lambda_reader,
     make_submission,
     most_and_least_common,
@@ -59,7 +60,7 @@ def submissions(tmp_path, captcha_folders, constant_reader):
     return root, labels, most, least, marker
 
 
-def test_grading_run_over_made_up_submissions(submissions, captcha_folders, tmp_path, capsys):
+def test_grading_run_over_made_up_submissions(submissions, captcha_folders, tmp_path, capsys, monkeypatch):
     require_sandbox()
     root, labels, most, least, marker = submissions
     train_dir, val_dir = captcha_folders
@@ -144,6 +145,8 @@ def test_grading_run_over_made_up_submissions(submissions, captcha_folders, tmp_
 
     # Grading the handed-in files without training, choosing the scales: fed 0-255 values, the grayscale
     # reader reads `least`. (Models trained by the grader stay in its copies; the submissions are never written.)
+    # Scored in this process: the worker processes were checked above.
+    monkeypatch.setattr(schedule_module, "grade_in_process", grade_here)
     grade.main(
         [str(root), "--val-dir", str(val_dir), "--output", str(output), "--train", "never", "--regrade"]
         + ["--model-file", "prebuilt.keras", "--input-scale", "unit", "--input-scale-for", "grayscale=raw"]
@@ -177,7 +180,8 @@ def test_grader_refuses_missing_or_empty_folders(tmp_path, captcha_folders, caps
     assert "Course folder for capts_train/ not found" in capsys.readouterr().err
 
 
-def test_bad_validation_images_are_skipped_and_counted(tmp_path, captcha_folders, constant_reader, capsys):
+def test_bad_validation_images_are_skipped_and_counted(tmp_path, captcha_folders, constant_reader, capsys, monkeypatch):
+    monkeypatch.setattr(schedule_module, "grade_in_process", grade_here)  # The grader's reading is under test.
     _, val_dir = captcha_folders
     val = tmp_path / "val"
     val.mkdir()
@@ -308,7 +312,7 @@ def test_a_grader_fault_or_ctrl_c_keeps_the_other_grades(tmp_path, captcha_folde
     for name in ("ann", "bob", "cy"):
         folder = make_submission(tmp_path / "submissions", name, None)
         save_model(constant_reader("0000"), folder / "my_model.keras")
-    grade_one = schedule_module.grade_in_process
+    grade_one = grade_here  # Scored in this process: the schedule, not the worker, is under test here.
     output = tmp_path / "grades.csv"
     argv = [str(tmp_path / "submissions"), "--val-dir", str(val_dir), "--train", "never", "--output", str(output)]
 

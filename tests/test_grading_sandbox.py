@@ -13,6 +13,7 @@ from grading_helpers import (
     copy_example,
     expected_accuracies,
     folder_digest,
+    grade_here,
     make_submission,
     most_and_least_common,
     processes_with,
@@ -21,6 +22,7 @@ from grading_helpers import (
 )
 
 import grade
+import grading.schedule as schedule_module
 from core.alphabet import Alphabet
 from core.archive import ArchiveLimits, OversizedModelError, check_archive, read_member
 from data.dataset import load_labelled_folder
@@ -101,7 +103,8 @@ def test_check_archive_counts_real_sizes(tmp_path):
         check_archive(tmp_path / "junk.keras")
 
 
-def test_dict_outputs_are_read_in_the_models_own_order(tmp_path, captcha_folders):
+def test_dict_outputs_are_read_in_the_models_own_order(tmp_path, captcha_folders, monkeypatch):
+    monkeypatch.setattr(schedule_module, "grade_in_process", grade_here)  # Scoring is under test, not the worker.
     _, val_dir = captcha_folders
     labels = load_labelled_folder(val_dir, Alphabet()).labels
     text = "3170"

@@ -13,7 +13,7 @@ from models.io import load_model, model_alphabet
 
 
 @pytest.mark.parametrize("model", ["fourblock_tiny", "crnn_ctc_tiny"])
-def test_train_evaluate_and_predict_on_a_split_folder(labelled_folder, tmp_path, capsys, model):
+def test_train_evaluate_and_predict_on_a_split_folder(labelled_folder, tmp_path, capsys, model, eager_functions):
     images, labels, alphabet = labelled_folder
     output = tmp_path / "run" / "model.keras"
     arguments = ["--data", str(images), "--labels", str(labels), "--split", "0.6,0.2,0.2", "--split-seed", "3"]

@@ -26,25 +26,25 @@ def batch():
 
 def test_registry():
     names = models.list_models()
-    assert {"shawon", "cellnet", "vgg_notebook", "fourblock", "resnet18", "crnn_ctc", DEFAULT_MODEL} <= set(
-        names
-    )
+    assert {"shawon", "cellnet", "vgg_notebook", "fourblock", "resnet18", "crnn_ctc", DEFAULT_MODEL} <= set(names)
     assert all(f"{name}_tiny" in names for name in models.list_models(include_tiny=False))
     assert all(name.endswith("_tiny") for name in set(names) - set(models.list_models(include_tiny=False)))
     with pytest.raises(ValueError, match="Unknown model 'nope'"):
         models.get_model("nope")
 
 
-# Full-size models too large for the default run (vgg_notebook: 134M parameters on 144x256, a 540 MB file);
-# their tiny variants run by default, the full ones with `pytest -m slow`.
-LARGE_MODELS = {"vgg_notebook"}
+# Every family runs by default as its tiny variant, its step run eagerly (tracing the step into a graph takes
+# most of a one-step test); the full-size models, whose steps are traced as training traces them, with
+# `pytest -m slow` (vgg_notebook alone: 134M parameters on 144x256, a 540 MB file).
 
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(name, marks=pytest.mark.slow) if name in LARGE_MODELS else name for name in models.list_models()],
+    [name if name.endswith("_tiny") else pytest.param(name, marks=pytest.mark.slow) for name in models.list_models()],
 )
-def test_model_shape_fit_and_round_trip(name, batch, tmp_path):
+def test_model_shape_fit_and_round_trip(name, batch, tmp_path, request):
+    if name.endswith("_tiny"):
+        request.getfixturevalue("eager_functions")
     images, codes = batch
     model = models.get_model(name, alphabet=ALPHABET)
     assert model.input_shape == (None, 144, 256, 3)
@@ -143,7 +143,7 @@ def test_grayscale_is_pil_luminance():
 
 
 @pytest.mark.parametrize("colour, channels", [("grayscale", 1), ("rgb", 3), ("foreground", 1)])
-def test_cellnet_colour_modes(colour, channels, batch, tmp_path):
+def test_cellnet_colour_modes(colour, channels, batch, tmp_path, eager_functions):
     images, _ = batch
     model = models.get_model("cellnet_tiny", alphabet=ALPHABET, colour=colour)
     assert model.get_layer("read_cells").layer.inputs[0].shape[-1] == channels

@@ -170,6 +170,7 @@ def characters_of(driver, element_id: str) -> str:
     return "".join(box.text.split("\n")[0] for box in driver.find_elements("css selector", f"#{element_id} .character"))
 
 
+@pytest.mark.slow  # A browser's start-up; the page's API calls are tested in-process in tests/test_serve.py.
 @pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None,
     reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; .ci/run does)",

@@ -41,7 +41,7 @@ def test_generated_batches_reject_bad_counts():
         GeneratedBatches(0, Alphabet(), workers=0)
 
 
-def test_train_draws_fresh_images_by_default(captcha_folders, tmp_path, capsys, monkeypatch):
+def test_train_draws_fresh_images_by_default(captcha_folders, tmp_path, capsys, monkeypatch, eager_functions):
     _, val_dir = captcha_folders
     monkeypatch.chdir(tmp_path)  # A capts_train/ would be generated here if the default still used a folder.
     monkeypatch.setattr(training.data, "DEFAULT_FRESH_IMAGES", 16)

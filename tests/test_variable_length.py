@@ -88,7 +88,7 @@ def test_files_saved_before_min_length_load_as_fixed_length():
 
 
 @pytest.mark.parametrize("name", ["crnn_ctc_tiny", "cnn_seq2seq_tiny"])
-def test_train_evaluate_and_predict_variable_lengths(variable_folders, tmp_path, capsys, name):
+def test_train_evaluate_and_predict_variable_lengths(variable_folders, tmp_path, capsys, name, eager_functions):
     train_dir, val_dir = variable_folders
     output = tmp_path / "varlen.keras"
     summary = train.main(
