@@ -22,16 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-
-import models  # noqa: E402
-from core.alphabet import Alphabet  # noqa: E402
-from data.batches import ArrayBatches  # noqa: E402
-from data.dataset import load_labelled_folder  # noqa: E402
-from data.generate import generate_folder, read_manifest  # noqa: E402
-from models.training import EpochReport, compile_model  # noqa: E402
+from core.alphabet import Alphabet
+from core.quiet import load_keras
+from data.dataset import load_labelled_folder
+from data.generate import generate_folder, read_manifest
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY / "bench" / "results"
@@ -39,29 +33,26 @@ MODEL = "efficientnet_lite0"
 RUNS = {"imagenet": "ImageNet weights", "scratch": "random weights"}
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Wall seconds of each epoch (training and validation)."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.time()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(round(time.time() - self.started, 1))
-
-
 def train_once(weights, train, val, alphabet, args) -> dict:
     """Trains one model from `weights` ("imagenet" or None); returns its per-epoch figures."""
+    keras = load_keras()
+    import models
+    from data.batches import ArrayBatches
+    from training.callbacks import EpochReport
+    from training.objective import compiled_objective
+
     keras.backend.clear_session()
     keras.utils.set_random_seed(args.seed)
     model = models.get_model(MODEL, alphabet=alphabet, image_size=train.images.shape[1:3], weights=weights)
     steps_per_epoch = -(-len(train) // args.batch_size)
-    compile_model(model, alphabet.length, args.learning_rate, steps_per_epoch * args.epochs)
-    timer = EpochTimer()
-    history = model.fit(
+    objective = compiled_objective(model, args.learning_rate, steps_per_epoch * args.epochs)
+    # Wall seconds of each epoch, training and validation.
+    started, seconds = [], []
+    timer = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: started.append(time.time()),
+        on_epoch_end=lambda epoch, logs: seconds.append(round(time.time() - started[-1], 1)),
+    )
+    history = objective.fit(
         ArrayBatches(train.images, train.codes, args.batch_size, shuffle=True, seed=args.seed),
         epochs=args.epochs,
         validation_data=ArrayBatches(val.images, val.codes, batch_size=256),
@@ -75,7 +66,7 @@ def train_once(weights, train, val, alphabet, args) -> dict:
         "epochs": [
             {
                 "epoch": epoch + 1,
-                "seconds": timer.seconds[epoch],
+                "seconds": seconds[epoch],
                 "loss": round(logs["loss"][epoch], 4),
                 "val_digit_accuracies": [
                     round(logs[f"val_digit_{p}_accuracy"][epoch], 4) for p in range(alphabet.length)
@@ -144,12 +135,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--val-count", type=int, default=1200, help="images to generate when --val-dir is missing")
     parser.add_argument("--epochs", type=int, default=5, help="epochs of each run (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per step (default: %(default)s)")
-    parser.add_argument("--learning-rate", type=float, default=models.recommended_learning_rate(MODEL))
+    parser.add_argument(
+        "--learning-rate", type=float, default=None, help=f"peak learning rate (default: the one {MODEL} registers)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the shuffling")
     parser.add_argument("--data-seed", default="3", help="seed of generated folders (default: %(default)s)")
     parser.add_argument("--output-dir", default=str(RESULTS), help="where the results go (default: bench/results)")
     args = parser.parse_args(argv)
+    load_keras()
+    import models
 
+    if args.learning_rate is None:
+        args.learning_rate = models.recommended_learning_rate(MODEL)
     for folder, count, split in ((args.train_dir, args.train_count, "train"), (args.val_dir, args.val_count, "val")):
         if not Path(folder).is_dir():
             generate_folder(Path(folder), count, seed=f"{args.data_seed}/{split}")

@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import argparse
 
-import keras
 import numpy as np
 
-import models
 from core.alphabet import Alphabet
-from data.batches import ArrayBatches
+from core.quiet import load_keras
 from data.dataset import load_labelled_folder
-from data.stream import GeneratedBatches
-from models.training import compile_model
 
 
 def mean_accuracy(history: dict, epoch: int, prefix: str = "") -> float:
@@ -42,14 +38,20 @@ def main(argv=None) -> dict:
     parser.add_argument("--epochs", type=int, default=None, help="default: 3 (new) or 50 (memorise)")
     parser.add_argument("--val-dir", default="capts_val", help="validation folder (default: %(default)s)")
     args = parser.parse_args(argv)
+    keras = load_keras()
+    import models
+    from data.batches import ArrayBatches
+    from data.stream import GeneratedBatches
+    from training.objective import compiled_objective
+
     alphabet = Alphabet()
     keras.utils.set_random_seed(0)
     model = models.get_model("shawon", alphabet=alphabet, downscale=args.downscale, dropout=args.dropout)
     val = load_labelled_folder(args.val_dir, alphabet)
     if args.mode == "new":
         epochs = args.epochs or 3
-        compile_model(model, alphabet.length, args.learning_rate, -(-args.images // 64) * epochs)
-        history = model.fit(
+        objective = compiled_objective(model, args.learning_rate, -(-args.images // 64) * epochs)
+        history = objective.fit(
             GeneratedBatches(args.images, alphabet, 64, seed="probe"),
             epochs=epochs,
             validation_data=ArrayBatches(val.images[:2000], val.codes[:2000], 256),
@@ -57,8 +59,8 @@ def main(argv=None) -> dict:
         ).history
     else:
         epochs = args.epochs or 50
-        compile_model(model, alphabet.length, args.learning_rate, 8 * epochs)
-        history = model.fit(val.images[:256], val.codes[:256], batch_size=32, epochs=epochs, verbose=0).history
+        objective = compiled_objective(model, args.learning_rate, 8 * epochs)
+        history = objective.fit(val.images[:256], val.codes[:256], batch_size=32, epochs=epochs, verbose=0).history
     for epoch in range(epochs):
         line = f"epoch {epoch + 1}: loss {history['loss'][epoch]:.4f}, train {mean_accuracy(history, epoch):.4f}"
         if "val_digit_0_accuracy" in history:
