@@ -285,12 +285,13 @@ def test_grading_a_real_keras_training_run(tmp_path, captcha_folders):
     train_dir, val_dir = captcha_folders
     repository = Path(__file__).resolve().parent.parent
     submission = tmp_path / "submissions" / "kit"
-    for name in ("data", "models"):
+    for name in ("core", "data", "models", "training"):  # train.py's packages
         shutil.copytree(repository / name, submission / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(repository / "train.py", submission / "kit_train.py")
     (submission / "train.py").write_text(
         "import runpy, sys\n"
-        'sys.argv = ["train.py", "--model", "shawon_tiny", "--epochs", "2", "--batch-size", "8", "--quiet"]\n'
+        'sys.argv = ["train.py", "--train-dir", "capts_train", "--model", "shawon_tiny", "--epochs", "2"]\n'
+        'sys.argv += ["--batch-size", "8", "--quiet"]\n'
         'runpy.run_path("kit_train.py", run_name="__main__")\n'
     )
     result = grade.main(
