@@ -49,7 +49,7 @@ def test_commands_map_to_train_py(site, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_stages_on_the_original_layout(site, tmp_path):
+def test_two_stages_on_the_original_layout(site, tmp_path, eager_functions):
     common = ["--dataset", "toy", "--root", str(site), "--label", "10.txt", "--output-dir", str(tmp_path / "m")]
     common += ["--epoch", "1", "--model", "cnn_seq2seq_tiny", "--quiet", "--val-fraction", "0.2"]
     first = semi_supervised.main(["supervised", *common])
