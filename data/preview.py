@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from core.alphabet import add_alphabet_arguments, alphabet_from_arguments
-from core.figures import plot_samples
 from data.dataset import decode_image
 from data.labels import find_labelled_images
 
@@ -31,6 +30,8 @@ def main(argv=None) -> Path:
     args = parser.parse_args(argv)
     if args.count < 1:
         parser.error(f"--count must be at least 1. Received: {args.count}")
+    from core.figures import plot_samples  # Here: matplotlib takes longer to import than --help to answer.
+
     try:
         alphabet = alphabet_from_arguments(args)
         found = find_labelled_images(args.folder, alphabet, labels_file=args.labels)
