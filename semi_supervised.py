@@ -122,7 +122,8 @@ def main(argv=None) -> dict:
     try:
         arguments = train_arguments(args, passed_on)
     except (FileNotFoundError, ValueError) as error:
-        sys.exit(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     print(f"python train.py {' '.join(arguments)}", flush=True)
     return train.main(arguments)
 

@@ -100,7 +100,8 @@ def main(argv=None) -> dict:
             recipe = recipe_from_arguments(args)
         return train(recipe, force=args.force, resume=args.resume, quiet=args.quiet)
     except ValueError as error:
-        sys.exit(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         print("\nInterrupted before the first epoch ended: nothing was saved.", file=sys.stderr)
         sys.exit(130)

@@ -510,7 +510,8 @@ def main(argv=None) -> dict:
     names = [n for name in args.names for n in (TRAINING_RUNS if name == "runs" else [name])]
     unknown = [name for name in names if name not in TRAINING_RUNS and name not in ANALYSES]
     if unknown:
-        sys.exit(f"error: unknown names {unknown}; known: {', '.join([*TRAINING_RUNS, *ANALYSES])}")
+        print(f"error: unknown names {unknown}; known: {', '.join([*TRAINING_RUNS, *ANALYSES])}", file=sys.stderr)
+        sys.exit(2)
     outputs = {}
     for name in names:
         began = time.time()

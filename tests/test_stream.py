@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import refused
 
 import train
 import training.data
@@ -57,18 +58,18 @@ def test_train_draws_fresh_images_by_default(captcha_folders, tmp_path, capsys, 
     assert summary["train_images_per_second"] > 0
 
 
-def test_fresh_image_options_are_checked(captcha_folders, tmp_path):
+def test_fresh_image_options_are_checked(captcha_folders, tmp_path, capsys):
     train_dir, val_dir = captcha_folders
     common = ["--val-dir", str(val_dir), "--output", str(tmp_path / "m.keras")]
-    with pytest.raises(SystemExit, match="--fresh-images must be positive"):
+    with refused(capsys, "--fresh-images must be positive"):
         train.main(["--fresh-images", "0", *common])
-    with pytest.raises(SystemExit, match="cannot be combined with a training folder"):
+    with refused(capsys, "cannot be combined with a training folder"):
         train.main(["--fresh-images", "8", "--train-dir", str(train_dir), *common])
-    with pytest.raises(SystemExit, match="not Alphabet"):
+    with refused(capsys, "not Alphabet"):
         train.main(["--fresh-images", "8", "--alphabet", "abc", "--length", "3", *common])
-    with pytest.raises(SystemExit, match="--hard-font-weight must be at least 1"):
+    with refused(capsys, "--hard-font-weight must be at least 1"):
         train.main(["--hard-font-weight", "0", *common])
-    with pytest.raises(SystemExit, match="does nothing for a training folder"):
+    with refused(capsys, "does nothing for a training folder"):
         train.main(["--hard-font-weight", "3", "--train-dir", str(train_dir), *common])
     assert not (tmp_path / "m.keras").exists()
 

@@ -4,6 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
+from cli_helpers import refused
 
 import train
 from core.alphabet import Alphabet
@@ -51,7 +52,7 @@ def test_train_end_to_end(captcha_folders, tmp_path, capsys):
 
     # A model the user made is never replaced without --force.
     before = output.read_bytes()
-    with pytest.raises(SystemExit, match="already exists"):
+    with refused(capsys, "already exists"):
         train.main(
             [
                 "--model",
@@ -102,8 +103,8 @@ def test_train_generates_missing_folders(captcha_folders, tmp_path, capsys):
     assert read_manifest(val_dir)["complete"] is True
 
 
-def test_bad_options_are_refused(tmp_path):
-    with pytest.raises(SystemExit, match=r"must end in \.keras"):
+def test_bad_options_are_refused(tmp_path, capsys):
+    with refused(capsys, r"must end in \.keras"):
         train.main(["--output", str(tmp_path / "model.h5")])
 
 
@@ -171,7 +172,7 @@ def test_ctrl_c_keeps_the_best_model_and_resume_continues(captcha_folders, tmp_p
     assert objective.optimizer._learning_rate.get_config() == expected.get_config()
     assert float(objective.optimizer.learning_rate) == pytest.approx(float(expected(3)))
 
-    with pytest.raises(SystemExit, match="--resume"):
+    with refused(capsys, "--resume"):
         train.main(options)
     summary = train.main(["--output", str(output), "--resume", "--quiet"])  # the other options come from the state
     assert "Resuming" in capsys.readouterr().out
@@ -180,7 +181,7 @@ def test_ctrl_c_keeps_the_best_model_and_resume_continues(captcha_folders, tmp_p
     assert (tmp_path / "run.history.csv").read_text().splitlines()[1].startswith("1,")  # epochs from 1 in the file
     assert int(restored_objective(tmp_path, recipe, 3).optimizer.iterations.numpy()) == 9
     assert json.loads(state.read_text())["finished"] is True
-    with pytest.raises(SystemExit, match="finished"):
+    with refused(capsys, "finished"):
         train.main(["--output", str(output), "--resume"])
 
 
@@ -194,8 +195,8 @@ def test_ctrl_c_before_the_first_epoch_ends_exits_130(captcha_folders, tmp_path,
     assert stopped.value.code == 130 and not (tmp_path / "m.keras").exists()
 
 
-def test_resume_needs_a_checkpoint(tmp_path):
-    with pytest.raises(SystemExit, match="nothing to resume"):
+def test_resume_needs_a_checkpoint(tmp_path, capsys):
+    with refused(capsys, "nothing to resume"):
         train.main(["--output", str(tmp_path / "never_trained.keras"), "--resume"])
 
 
@@ -207,7 +208,7 @@ def test_best_so_far_drops_rows_after_the_checkpoint(tmp_path):
     assert best_so_far(tmp_path / "absent.csv", 3, ["val_mean_accuracy"]) == (-math.inf, None)
 
 
-def test_config_file_with_command_line_overrides(captcha_folders, tmp_path):
+def test_config_file_with_command_line_overrides(captcha_folders, tmp_path, capsys):
     train_dir, val_dir = captcha_folders
     config = tmp_path / "recipe.json"
     config.write_text(json.dumps({"comment": "a test", "model": "shawon_tiny", "epochs": 3, "batch_size": 8}))
@@ -217,7 +218,7 @@ def test_config_file_with_command_line_overrides(captcha_folders, tmp_path):
     assert summary["options"]["model"] == "shawon_tiny" and summary["options"]["batch_size"] == 8
     assert summary["epochs_run"] == 1  # the command line wins
     config.write_text(json.dumps({"epoch": 3}))
-    with pytest.raises(SystemExit, match=r"unknown options \['epoch'\]"):
+    with refused(capsys, r"unknown options \['epoch'\]"):
         train.main(["--config", str(config)])
 
 
@@ -234,16 +235,16 @@ def test_help_answers_without_tensorflow():
     assert not [name for name in imported if name.split(".")[0] in ("tensorflow", "keras")]
 
 
-def test_folders_that_cannot_work_are_named(captcha_folders, tmp_path):
+def test_folders_that_cannot_work_are_named(captcha_folders, tmp_path, capsys):
     empty = tmp_path / "my_images"
     empty.mkdir()
-    with pytest.raises(SystemExit, match="my_images holds no images.*python -m data.generate"):
+    with refused(capsys, "my_images holds no images.*python -m data.generate"):
         train.main(_fast_options(empty, captcha_folders[1], tmp_path / "m.keras"))
     assert list(empty.iterdir()) == []  # nothing was generated into it
     (tmp_path / "a_file").write_text("")
-    with pytest.raises(SystemExit, match="a_file is a file, not a folder"):
+    with refused(capsys, "a_file is a file, not a folder"):
         train.main(_fast_options(*captcha_folders, tmp_path / "a_file" / "m.keras"))
-    with pytest.raises(SystemExit, match="Unknown model 'no_such_model'"):
+    with refused(capsys, "Unknown model 'no_such_model'"):
         train.main([*_fast_options(*captcha_folders, tmp_path / "m.keras"), "--model", "no_such_model"])
 
 
@@ -253,7 +254,7 @@ def test_skip_bad_images(captcha_folders, tmp_path, capsys):
     shutil.copytree(captcha_folders[1], val_dir)
     (train_dir / "1234_broken.png").write_bytes(b"")
     options = _fast_options(train_dir, val_dir, tmp_path / "m.keras", epochs=1)
-    with pytest.raises(SystemExit, match="1234_broken.png.*--skip-bad"):
+    with refused(capsys, "1234_broken.png.*--skip-bad"):
         train.main(options)
     summary = train.main([*options, "--skip-bad"])
     assert "Skipped 1 files" in capsys.readouterr().out and summary["train_images"] == 24

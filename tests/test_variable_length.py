@@ -7,6 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from cli_helpers import refused
 
 import evaluate
 import models
@@ -72,9 +73,9 @@ def test_per_position_models_refuse_variable_lengths(name):
         models.get_model(name, alphabet=Alphabet("0123456789", 4, min_length=2), image_size=(32, 96))
 
 
-def test_train_refuses_a_per_position_model_for_variable_lengths(variable_folders, tmp_path):
+def test_train_refuses_a_per_position_model_for_variable_lengths(variable_folders, tmp_path, capsys):
     train_dir, val_dir = variable_folders
-    with pytest.raises(SystemExit, match="Model 'fourblock_tiny' reads one character per position"):
+    with refused(capsys, "Model 'fourblock_tiny' reads one character per position"):
         train.main(
             ["--train-dir", str(train_dir), "--val-dir", str(val_dir), "--length", "4", "--min-length", "2"]
             + ["--model", "fourblock_tiny", "--epochs", "1", "--quiet", "--output", str(tmp_path / "m.keras")]
