@@ -12,10 +12,10 @@ from core.alphabet import Alphabet
 from data.augment import ImageAugmentation
 from data.batches import MixedBatches
 from models.io import load_model
+from training.history import read_history
 from training.losses import softmax_mse
 from training.objective import MeanTeacherSettings, Objective, copy_as_teacher, update_ema
 from training.ramps import sigmoid_rampup
-from training.history import read_history
 
 ALPHABET = Alphabet()
 IMAGE_SIZE = (24, 40)
@@ -45,6 +45,7 @@ def test_update_ema_is_the_formula():
         np.testing.assert_array_equal(after, before)
 
 
+@pytest.mark.usefixtures("eager_functions")
 @pytest.mark.parametrize("name", ["cnn_seq2seq_tiny", "fourblock_tiny", "crnn_ctc_tiny"])
 def test_one_step_moves_the_student_and_the_teacher_only_by_ema(name):
     keras.utils.set_random_seed(0)

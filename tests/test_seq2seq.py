@@ -83,6 +83,20 @@ def test_any_alphabet_and_length(alphabet):
     assert decode_with_confidence(scores, alphabet, "seq2seq")[0].shape == (2, alphabet.length)
 
 
+@pytest.mark.usefixtures("eager_functions")
+def test_teacher_forced_steps_lower_the_loss_of_the_greedy_reader():
+    """A few teacher-forced steps on four images lower the loss of the greedy decoder users get."""
+    keras.utils.set_random_seed(0)
+    images = np.random.default_rng(0).integers(0, 256, (4, 24, 40, 3)).astype("uint8")
+    codes = ALPHABET.encode_many(["1A3", "F00", "B7C", "2E9"])
+    objective = Objective(tiny(cnn_dropout=0.0, recurrent_dropout=0.0, units=32))
+    objective.compile(optimizer=keras.optimizers.Adam(0.01))
+    before = objective.evaluate(images, codes, verbose=0, return_dict=True)["loss"]
+    objective.fit(images, codes, batch_size=4, epochs=5, verbose=0)
+    assert objective.evaluate(images, codes, verbose=0, return_dict=True)["loss"] < 0.9 * before
+
+
+@pytest.mark.slow
 def test_overfits_a_few_images_and_reads_them_greedily():
     """Trained with teacher forcing on four images, the saved model's greedy decoding reads their labels."""
     keras.utils.set_random_seed(0)

@@ -18,6 +18,9 @@ from training.optimizer import make_optimizer
 from training.recipe import Recipe
 from training.run import best_so_far, build_objective
 
+# Keras's steps run eagerly: the same numbers, without tracing them anew for every tiny run.
+pytestmark = pytest.mark.usefixtures("eager_functions")
+
 
 def test_train_end_to_end(captcha_folders, tmp_path, capsys):
     train_dir, val_dir = captcha_folders
@@ -134,7 +137,7 @@ def restored_objective(tmp_path, recipe, steps_per_epoch):
     return objective
 
 
-@pytest.mark.parametrize("model", ["cellnet_tiny", "crnn_ctc_tiny"])
+@pytest.mark.parametrize("model", ["cellnet_tiny", pytest.param("crnn_ctc_tiny", marks=pytest.mark.slow)])
 def test_ctrl_c_keeps_the_best_model_and_resume_continues(captcha_folders, tmp_path, monkeypatch, capsys, model):
     train_dir, val_dir = captcha_folders
     output = tmp_path / "run.keras"

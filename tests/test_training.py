@@ -17,6 +17,8 @@ from training.optimizer import make_optimizer
 from training.recipe import Recipe
 
 ALPHABET = Alphabet("ab", 2)
+# Keras's steps run eagerly: the same numbers, without tracing them anew for every tiny run.
+pytestmark = pytest.mark.usefixtures("eager_functions")
 IMAGE_SIZE = (16, 32)
 
 
