@@ -25,13 +25,12 @@ import asyncio
 import io
 import os
 import re
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.bench_inference import REPOSITORY, RESULTS, load_or_build, machine, sample_captchas, throughput, write_result
+from bench.bench_inference import RESULTS, load_or_build, machine, sample_captchas, throughput, write_result
+from serving.server_process import ServerProcess
 
 CONCURRENCY = (1, 8, 64)
 MODEL_BATCH_SIZES = (32, 64, 128)
@@ -39,41 +38,6 @@ REQUESTS = {1: 500, 8: 2000, 64: 4000}  # per level; the time bound may end it f
 SINGLE_P50_TARGET_MS = 10.0
 BATCHED_SHARE_TARGET = 0.70  # of the model's own batched images/s, at 64 clients with batching
 BATCHED_P99_TARGET_MS = 150.0
-
-
-class Server:
-    """`python serve.py --port 0` on 127.0.0.1, started and stopped by the benchmark."""
-
-    def __init__(self, model: str, *options: str):
-        self.process = subprocess.Popen(
-            [sys.executable, "serve.py", "--model", model, "--port", "0", *options],
-            cwd=REPOSITORY,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        line = ""
-        for line in self.process.stdout:
-            if line.startswith("Serving "):
-                break
-        else:
-            raise RuntimeError(f"serve.py did not start: {line}")
-        self.port = int(re.search(r":(\d+)/", line).group(1))
-
-    def cpu_seconds(self) -> float:
-        """User and system CPU seconds the server process has used so far."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self.process.stdout.close()
 
 
 def read_requests(images) -> list[bytes]:
@@ -122,7 +86,7 @@ async def load(port: int, requests: list[bytes], clients: int, total: int, secon
     return {"latencies": latencies, "statuses": statuses, "seconds": elapsed}
 
 
-def measure_level(server: Server, requests, clients: int, total: int, seconds: float) -> dict:
+def measure_level(server: ServerProcess, requests, clients: int, total: int, seconds: float) -> dict:
     import json
     import urllib.request
 
@@ -196,7 +160,7 @@ def main(argv=None) -> dict:
         batching_options += ["--max-wait-ms", str(args.max_wait_ms)]
     runs = {}
     for name, options in (("batching_on", batching_options), ("batching_off", ["--max-batch", "1"])):
-        server = Server(model_path, *options)
+        server = ServerProcess(model_path, *options)
         try:
             runs[name] = {
                 "serve_options": options,

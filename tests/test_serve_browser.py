@@ -13,80 +13,18 @@ import select
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 import models
 from models.io import save_model
+from serving.server_process import ServerProcess
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 REFERENCE = REPOSITORY / "reference" / "reference.keras"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-
-
-class ServerProcess:
-    """`python serve.py` in its own session, so that it and anything it starts can be found and stopped."""
-
-    def __init__(self, model_path, *options):
-        self.process = subprocess.Popen(
-            [sys.executable, "serve.py", "--model", str(model_path), "--port", "0", *options],
-            cwd=REPOSITORY,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self.output, self.url = [], None
-        deadline = time.monotonic() + 120
-        while self.url is None:
-            ready, _, _ = select.select([self.process.stdout], [], [], max(0.0, deadline - time.monotonic()))
-            line = self.process.stdout.readline() if ready else ""
-            if not line:
-                self.stop()
-                raise RuntimeError("serve.py did not start:\n" + "".join(self.output))
-            self.output.append(line)
-            if line.startswith("Serving "):
-                self.url = line.split(" at ", 1)[1].split()[0].rstrip("/")
-
-    def get(self, path: str):
-        with urllib.request.urlopen(self.url + path, timeout=30) as response:
-            return response.read(), response.headers
-
-    def post(self, path: str, body: bytes) -> dict:
-        request = urllib.request.Request(self.url + path, data=body, headers={"Content-Type": "image/png"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    def session_processes(self) -> list[int]:
-        """Ids of live processes in the server's session (itself and anything it started)."""
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == self.process.pid and fields[0] != "Z":  # field 6 of stat: the session id
-                found.append(int(entry.name))
-        return found
-
-    def stop(self) -> int:
-        """Stops the server as Ctrl+C would (SIGINT); returns its exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.process.stdout.close()
-        return self.process.returncode
 
 
 @pytest.fixture(scope="module")
