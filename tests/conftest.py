@@ -6,11 +6,13 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from core.quiet import load_keras  # noqa: E402
 from data.generate import generate_folder  # noqa: E402
+
+keras = load_keras()  # Before any test module imports it: no TensorFlow start-up lines in the output.
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -33,6 +33,9 @@ from grading.inputs import InputPlan, plan_input
 from grading.runner import linked_data
 from models.io import save_model
 
+# One xdist worker runs every grading test: they share job slots, CPUs and sandbox users.
+pytestmark = pytest.mark.xdist_group("grading")
+
 
 @pytest.fixture
 def submissions(tmp_path, captcha_folders, constant_reader):

@@ -7,7 +7,9 @@ from grading_helpers import EXAMPLES, processes_with, read_grades, require_sandb
 
 import grade
 
-pytestmark = pytest.mark.slow
+# One xdist worker runs every grading test: they share job slots, CPUs and sandbox users.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("grading")]
+
 EXPECTED = {
     "crash": "crashed",
     "good": "graded",

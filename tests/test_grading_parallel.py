@@ -21,9 +21,11 @@ from grading_helpers import (
 
 import grade
 
+# One xdist worker runs every grading test: they share job slots, CPUs and sandbox users.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("grading")]
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 COMPARED = ("submission", "status", "digit_0_accuracy", "digit_3_accuracy", "whole_accuracy", "verdict", "error")
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

@@ -31,6 +31,10 @@ from grading.grades import read_grades as read_rows
 from grading.sandbox import Limits, Sandbox, cores_for_slot, launch_settings, parse_size
 from models.io import load_model, save_model
 
+# One xdist worker runs every grading test: they share job slots, CPUs and sandbox users.
+pytestmark = pytest.mark.xdist_group("grading")
+
+
 HOSTILE_MARKER = "captcha-kit-hostile-daemon"
 
 

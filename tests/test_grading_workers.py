@@ -11,6 +11,9 @@ from grading import distributed
 from grading.course import grading_images, read_private_copy, write_private_copy
 from grading.grades import GradingOptions
 
+# One xdist worker runs every grading test: they share job slots, CPUs and sandbox users.
+pytestmark = pytest.mark.xdist_group("grading")
+
 
 @pytest.fixture
 def grader_copy(captcha_folders, tmp_path, monkeypatch):

@@ -88,7 +88,7 @@ def test_files_saved_before_min_length_load_as_fixed_length():
     assert tag.min_length == 4 and tag.get_config()["min_length"] == 4
 
 
-@pytest.mark.parametrize("name", ["crnn_ctc_tiny", "cnn_seq2seq_tiny"])
+@pytest.mark.parametrize("name", ["crnn_ctc_tiny", pytest.param("cnn_seq2seq_tiny", marks=pytest.mark.slow)])
 def test_train_evaluate_and_predict_variable_lengths(variable_folders, tmp_path, capsys, name, eager_functions):
     train_dir, val_dir = variable_folders
     output = tmp_path / "varlen.keras"
