@@ -11,14 +11,14 @@ from bench import compare
 def test_compare_two_models(labelled_folder, tmp_path, eager_functions):
     images, labels, alphabet = labelled_folder
     result = compare.main(
-        ["--models", "fourblock_tiny,crnn_ctc_tiny", "--epochs", "1", "--time-limit", "600"]
+        ["--models", "fourblock_tiny,shawon_tiny", "--epochs", "1", "--time-limit", "600"]
         + ["--output-dir", str(tmp_path / "results"), "--work-dir", str(tmp_path / "work")]
         + ["--data", str(images), "--labels", str(labels), "--split", "0.6,0.2,0.2"]
         + ["--alphabet", alphabet.characters, "--length", "3", "--batch-size", "8"]
     )
     with open(result["csv"], newline="") as file:
         rows = list(csv.DictReader(file))
-    assert [row["model"] for row in rows] == ["fourblock_tiny", "crnn_ctc_tiny"]
+    assert [row["model"] for row in rows] == ["fourblock_tiny", "shawon_tiny"]
     for row in rows:
         expected = models.get_model(row["model"], alphabet=alphabet, image_size=(32, 72)).count_params()
         assert int(row["parameters"]) == expected
