@@ -13,7 +13,7 @@ from data.split import read_split
 from models.io import load_model, model_alphabet
 
 
-@pytest.mark.parametrize("model", ["fourblock_tiny", "crnn_ctc_tiny"])
+@pytest.mark.parametrize("model", ["fourblock_tiny", pytest.param("crnn_ctc_tiny", marks=pytest.mark.slow)])
 def test_train_evaluate_and_predict_on_a_split_folder(labelled_folder, tmp_path, capsys, model, eager_functions):
     images, labels, alphabet = labelled_folder
     output = tmp_path / "run" / "model.keras"

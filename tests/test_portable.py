@@ -75,7 +75,7 @@ def check_plain_keras_scores(names, folder: Path, image_size=(144, 256)):
 
 
 # One tiny model of each family and kind in the default run; every other one with the full-size models.
-TINY_SAMPLE = ["cellnet_tiny", "crnn_ctc_tiny", "efficientnet_lite0_tiny", "shawon_tiny"]
+TINY_SAMPLE = ["cellnet_tiny", "crnn_ctc_tiny", "efficientnet_lite0_tiny"]
 
 
 def test_tiny_models_load_with_plain_keras(tmp_path):

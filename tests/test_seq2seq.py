@@ -92,7 +92,7 @@ def test_teacher_forced_steps_lower_the_loss_of_the_greedy_reader():
     objective = Objective(tiny(cnn_dropout=0.0, recurrent_dropout=0.0, units=32))
     objective.compile(optimizer=keras.optimizers.Adam(0.01))
     before = objective.evaluate(images, codes, verbose=0, return_dict=True)["loss"]
-    objective.fit(images, codes, batch_size=4, epochs=5, verbose=0)
+    objective.fit(images, codes, batch_size=4, epochs=3, verbose=0)
     assert objective.evaluate(images, codes, verbose=0, return_dict=True)["loss"] < 0.9 * before
 
 

@@ -22,6 +22,9 @@ import models
 from models.io import save_model
 from serving.server_process import ServerProcess
 
+# One xdist worker runs these tests, so one server process serves them all.
+pytestmark = pytest.mark.xdist_group("server")
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 REFERENCE = REPOSITORY / "reference" / "reference.keras"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")

@@ -66,7 +66,12 @@ def test_the_objective_takes_keras_own_steps_for_a_model_with_one_softmax_per_po
 
 @pytest.mark.parametrize(
     "name, mean_teacher",
-    [("cellnet_tiny", None), ("crnn_ctc_tiny", None), ("cnn_seq2seq_tiny", MeanTeacherSettings(0.9, 5.0))],
+    [
+        ("cellnet_tiny", None),
+        ("crnn_ctc_tiny", None),
+        ("cellnet_tiny", MeanTeacherSettings(0.9, 5.0)),
+        pytest.param("cnn_seq2seq_tiny", MeanTeacherSettings(0.9, 5.0), marks=pytest.mark.slow),
+    ],
 )
 def test_checkpoint_restores_everything_the_objective_holds(tmp_path, name, mean_teacher):
     alphabet = Alphabet("0123456789", 2)
