@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from core.alphabet import Alphabet, add_alphabet_arguments, alphabet_from_arguments
+from core.alphabet import add_alphabet_arguments, alphabet_from_arguments
 from core.assignment import PASS_THRESHOLD
 from core.quiet import load_keras
 from data.dataset import describe_skipped, load_labelled_folder
@@ -64,33 +64,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def save_figures(data, predicted, alphabet: Alphabet, folder: Path, model_name: str) -> list[str]:
-    """The confusion matrix and a grid of up to 12 misread images."""
-    from core.figures import plot_confusion, plot_samples
-    from models.metrics import confusion_counts
-
-    confusion = plot_confusion(
-        confusion_counts(data.codes, predicted, len(alphabet.characters)),
-        alphabet.characters,
-        folder / "confusion.png",
-        title=f"{model_name}: character confusions on {len(data)} images",
-    )
-    texts = [alphabet.decode(codes) for codes in predicted]
-    wrong = [index for index, text in enumerate(texts) if text != data.labels[index]][:12]
-    paths = [str(confusion)]
-    if wrong:
-        errors = plot_samples(
-            [data.images[index] for index in wrong],
-            [data.labels[index] for index in wrong],
-            folder / "errors.png",
-            predictions=[texts[index] for index in wrong],
-            columns=3,
-            title=f"{model_name}: misread CAPTCHAs",
-        )
-        paths.append(str(errors))
-    return paths
-
-
 def check_figures_folder(folder: Path) -> None:
     """Raises ValueError unless `folder` is, or can be made, a folder: nothing on its way is a file."""
     existing = next(path for path in (folder, *folder.parents) if path.exists())
@@ -118,7 +91,7 @@ def main(argv=None) -> dict:
         if args.figures:
             check_figures_folder(Path(args.figures))
         load_keras()
-        from models.reader import add_verdict, evaluate_predictions, format_accuracies, load_reader
+        from models.reader import add_verdict, evaluate_predictions, format_accuracies, load_reader, save_figures
 
         reader = load_reader(args.model, alphabet_from_arguments(args, optional=True))
         alphabet = reader.alphabet

@@ -34,7 +34,7 @@ from core.assignment import PASS_THRESHOLD
 from models.decoding import character_confidences, check_kind, decode_codes, decode_with_confidence
 from models.io import load_model, model_alphabet
 from models.layers import output_kind
-from models.metrics import position_accuracies, sequence_accuracy
+from models.metrics import confusion_counts, position_accuracies, sequence_accuracy
 
 DEFAULT_BATCH_SIZE = 256
 # Accuracies are fractions of a few thousand images at most: six decimals keep every one apart and drop
@@ -227,3 +227,37 @@ def format_accuracies(result: dict) -> str:
     """One line: 'digits 0.9120 0.9300 0.9250 0.9080 | mean 0.9188 | whole 0.7120'."""
     digits = " ".join(f"{value:.4f}" for value in result["position_accuracies"])
     return f"digits {digits} | mean {result['mean_accuracy']:.4f} | whole {result['whole_accuracy']:.4f}"
+
+
+def save_figures(data, predicted, alphabet: Alphabet, folder: Path, model_name: str) -> list[str]:
+    """What `evaluate.py --figures` draws: the confusion matrix and a grid of up to 12 misread images.
+
+    Args:
+        data: The labelled images read (`images`, `codes`, `labels`).
+        predicted: The codes read, one row per image.
+
+    Returns:
+        The paths written.
+    """
+    from core.figures import plot_confusion, plot_samples
+
+    confusion = plot_confusion(
+        confusion_counts(data.codes, predicted, len(alphabet.characters)),
+        alphabet.characters,
+        folder / "confusion.png",
+        title=f"{model_name}: character confusions on {len(data)} images",
+    )
+    texts = [alphabet.decode(codes) for codes in predicted]
+    wrong = [index for index, text in enumerate(texts) if text != data.labels[index]][:12]
+    paths = [str(confusion)]
+    if wrong:
+        errors = plot_samples(
+            [data.images[index] for index in wrong],
+            [data.labels[index] for index in wrong],
+            folder / "errors.png",
+            predictions=[texts[index] for index in wrong],
+            columns=3,
+            title=f"{model_name}: misread CAPTCHAs",
+        )
+        paths.append(str(errors))
+    return paths
