@@ -11,9 +11,22 @@ overlaps training.
 Every image is seeded on its own (`{seed}/epoch{epoch}/{index}`), so a run is
 repeatable whatever the number of workers or the order Keras asks for the
 batches in, and a resumed run draws what the interrupted one would have.
+
+With `reuse=2` every drawn image serves two consecutive epochs, which halves
+the drawing: the first epoch of each pair draws the images (named by the
+pair, `epoch{epoch // reuse}`) and keeps them in a memory-mapped file; the
+next trains on the same images in another order, read back from it. A batch
+whose images are not in the file (a run resumed between the two) draws them
+again, the same images.
 """
 
 from __future__ import annotations
+
+import shutil
+import tempfile
+import weakref
+import zlib
+from pathlib import Path
 
 import numpy as np
 
@@ -45,6 +58,10 @@ class GeneratedBatches(keras.utils.PyDataset):
             `{"hard_font_weight": 3}` for multicolorcaptcha.
         first_epoch: Epoch number of the first epoch (a resumed run starts later).
         workers: Processes drawing images (0 draws in the training process).
+        reuse: Epochs each drawn image serves (1: new images every epoch).
+        cache_dir: Where the drawn images of `reuse` > 1 are kept (default: a
+            temporary folder, deleted with the dataset; 3.5 GB for 32,000
+            images of 256x144).
     """
 
     def __init__(
@@ -58,6 +75,8 @@ class GeneratedBatches(keras.utils.PyDataset):
         first_epoch: int = 0,
         workers: int = 1,
         max_queue_size: int = 16,
+        reuse: int = 1,
+        cache_dir: str | Path | None = None,
     ):
         super().__init__(workers=max(workers, 1), use_multiprocessing=workers > 0, max_queue_size=max_queue_size)
         if images_per_epoch < 1 or batch_size < 1:
@@ -67,21 +86,62 @@ class GeneratedBatches(keras.utils.PyDataset):
         self.images_per_epoch, self.alphabet, self.batch_size = images_per_epoch, alphabet, batch_size
         self.seed, self.generator_name, self.epoch = seed, generator, first_epoch
         self.generator_options = dict(generator_options or {})
+        if reuse < 1:
+            raise ValueError(f"`reuse` must be at least 1. Received: reuse={reuse}")
+        self.reuse = reuse
         # Fail here, not in a worker, on a bad setting; forks inherit the fonts.
-        _generator(generator, alphabet, self.generator_options)
+        generator_object = _generator(generator, alphabet, self.generator_options)
+        self.cache = None
+        if reuse > 1:
+            folder = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="captcha-kit-reuse-"))
+            folder.mkdir(parents=True, exist_ok=True)
+            shape = np.asarray(make_captcha(f"{seed}/probe", 0, generator_object)[0]).shape
+            self.cache = folder
+            # Created here, in the training process, before any worker opens them.
+            np.lib.format.open_memmap(folder / "images.npy", "w+", np.uint8, (images_per_epoch, *shape))
+            np.lib.format.open_memmap(folder / "codes.npy", "w+", np.int32, (images_per_epoch, alphabet.length))
+            np.save(folder / "drawn.npy", np.full(len(self), -1, np.int64))  # Each batch's draw, by its name.
+            if not cache_dir:
+                weakref.finalize(self, shutil.rmtree, folder, True)
 
     def __len__(self) -> int:
         return -(-self.images_per_epoch // self.batch_size)
 
+    @property
+    def draw_name(self) -> int:
+        """The draw this epoch's images come from: the epoch, or with `reuse` the first epoch of its group."""
+        return self.epoch // self.reuse
+
     def __getitem__(self, index):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} of an epoch of {len(self)} batches")
-        generator = _generator(self.generator_name, self.alphabet, self.generator_options)
         first = index * self.batch_size
-        indices = range(first, min(first + self.batch_size, self.images_per_epoch))
+        indices = np.arange(first, min(first + self.batch_size, self.images_per_epoch))
+        if self.cache is None:
+            return self.draw(indices)
+        drawn = np.load(self.cache / "drawn.npy", mmap_mode="r+")
+        images = np.load(self.cache / "images.npy", mmap_mode="r+")
+        codes = np.load(self.cache / "codes.npy", mmap_mode="r+")
+        if self.epoch % self.reuse == 0:  # The group's first epoch draws, and keeps what it drew.
+            batch_images, batch_codes = self.draw(indices)
+            images[indices], codes[indices] = batch_images, batch_codes
+            images.flush(), codes.flush()
+            drawn[index] = self.draw_name
+            drawn.flush()
+            return batch_images, batch_codes
+        # A later epoch of the group: the same images, shuffled across the whole epoch.
+        order = np.random.default_rng([zlib.crc32(self.seed.encode()), self.epoch]).permutation(self.images_per_epoch)
+        chosen = order[indices]
+        batches = np.unique(chosen // self.batch_size)
+        if np.all(drawn[batches] == self.draw_name):
+            return np.array(images[chosen]), np.array(codes[chosen])
+        return self.draw(chosen)  # Not kept (a resumed run): drawn again, the same images.
+
+    def draw(self, indices):
+        generator = _generator(self.generator_name, self.alphabet, self.generator_options)
         images, codes = [], []
         for image_index in indices:
-            image, label = make_captcha(f"{self.seed}/epoch{self.epoch}", image_index, generator)
+            image, label = make_captcha(f"{self.seed}/epoch{self.draw_name}", int(image_index), generator)
             images.append(np.asarray(image, dtype=np.uint8))
             codes.append(self.alphabet.encode(label))
         return np.stack(images), np.stack(codes)

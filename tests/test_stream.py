@@ -37,6 +37,33 @@ def test_generated_batches_are_repeatable_and_new_every_epoch():
         batches[3]
 
 
+def test_reused_images_serve_two_epochs_in_another_order_then_new_ones_are_drawn(tmp_path):
+    alphabet = Alphabet()
+
+    def epoch(batches):
+        pairs = [batches[index] for index in range(len(batches))]
+        return np.concatenate([images for images, _ in pairs]), np.concatenate([codes for _, codes in pairs])
+
+    def fingerprints(images, codes):
+        return [(image.tobytes(), tuple(code)) for image, code in zip(images, codes)]
+
+    batches = GeneratedBatches(6, alphabet, batch_size=4, seed="reuse", workers=0, reuse=2, cache_dir=tmp_path)
+    first = epoch(batches)
+    np.testing.assert_array_equal(first[0][5], np.asarray(make_captcha("reuse/epoch0", 5)[0]))
+    batches.on_epoch_end()
+    second = epoch(batches)
+    assert sorted(fingerprints(*second)) == sorted(fingerprints(*first))  # The same images with their labels...
+    assert fingerprints(*second) != fingerprints(*first)  # ...in another order,
+    batches.on_epoch_end()
+    third = epoch(batches)  # then new ones.
+    assert not set(fingerprints(*third)) & set(fingerprints(*first))
+    # A run resumed between the two epochs of a draw has nothing kept: it draws the same images again.
+    resumed = GeneratedBatches(6, alphabet, batch_size=4, seed="reuse", first_epoch=1, workers=0, reuse=2)
+    assert fingerprints(*epoch(resumed)) == fingerprints(*second)
+    with pytest.raises(ValueError, match="reuse"):
+        GeneratedBatches(6, alphabet, workers=0, reuse=0)
+
+
 def test_generated_batches_reject_bad_counts():
     with pytest.raises(ValueError, match="images_per_epoch"):
         GeneratedBatches(0, Alphabet(), workers=0)

@@ -11,7 +11,16 @@ import models
 from core.alphabet import Alphabet
 from data.batches import MixedBatches
 from models.io import load_model
-from training.callbacks import StuckRun, TimeLimit, TrainingCheckpoint, completed_epochs
+from training.callbacks import (
+    AveragedWeights,
+    BestModelCheckpoint,
+    EpochReport,
+    StuckRun,
+    TimedCosine,
+    TimeLimit,
+    TrainingCheckpoint,
+    completed_epochs,
+)
 from training.objective import MeanTeacherSettings, Objective, compiled_objective
 from training.optimizer import make_optimizer
 from training.recipe import Recipe
@@ -40,6 +49,61 @@ def test_time_limit_stops_after_the_first_batch_past_it_and_says_so(capsys):
     assert "Time limit" in capsys.readouterr().out
     with pytest.raises(ValueError, match="seconds=0"):
         TimeLimit(0)
+
+
+def test_the_time_sized_schedule_decays_to_zero_by_the_time_limit_or_the_last_step():
+    schedule = TimedCosine(peak=1.0, total_steps=100, seconds=1e9, warmup_fraction=0.1)
+    rates = [schedule.rate(progress) for progress in np.linspace(0, 1, 101)]
+    assert rates[0] == pytest.approx(0.1) and max(rates) == pytest.approx(1.0) and rates[10] == pytest.approx(1.0)
+    assert rates[-1] == pytest.approx(0.0, abs=1e-12) and all(a >= b for a, b in zip(rates[10:], rates[11:]))
+
+    model = models.get_model("fourblock_tiny", alphabet=ALPHABET, image_size=IMAGE_SIZE)
+    objective = compiled_objective(model, learning_rate=1e-3, total_steps=10, schedule="constant")
+    images, codes = data()
+    # Far more steps than a millisecond allows: the time ends the schedule, and the time limit the run.
+    timed = TimedCosine(peak=1e-3, total_steps=10_000, seconds=1e-3)
+    objective.fit(images, codes, batch_size=4, epochs=3, callbacks=[timed, TimeLimit(1e-3)], verbose=0)
+    assert float(keras.ops.convert_to_numpy(objective.optimizer.learning_rate)) == pytest.approx(0.0, abs=1e-12)
+    # Without a binding time, the steps set the progress: after 4 of 8 steps the rate is mid-way down.
+    objective = compiled_objective(model, learning_rate=1e-3, total_steps=8, schedule="constant")
+    stepped = TimedCosine(peak=1e-3, total_steps=8, seconds=1e9, warmup_fraction=0.0)
+    objective.fit(images, codes, batch_size=4, epochs=1, callbacks=[stepped], verbose=0)
+    # The last of the four batches began after 3 steps.
+    assert float(keras.ops.convert_to_numpy(objective.optimizer.learning_rate)) == pytest.approx(stepped.rate(3 / 8))
+
+
+def test_weight_averaging_validates_and_saves_the_average_and_trains_on(tmp_path):
+    model = models.get_model("fourblock_tiny", alphabet=ALPHABET, image_size=IMAGE_SIZE)
+    objective = compiled_objective(model, learning_rate=1e-2, total_steps=8, weight_average=0.5)
+    images, codes = data()
+    averaged = AveragedWeights()
+    checkpoint = BestModelCheckpoint(tmp_path / "best.keras", objective.plain_models, best=-1.0, averaged=averaged)
+    seen = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            optimizer = objective.optimizer
+            seen.append(
+                (
+                    checkpoint.best_epoch,
+                    [keras.ops.convert_to_numpy(v) for v in optimizer._trainable_variables],
+                    [keras.ops.convert_to_numpy(v) for v in optimizer._model_variables_moving_average],
+                    [v.path for v in optimizer._trainable_variables],
+                )
+            )
+
+    objective.fit(
+        images, codes, batch_size=4, epochs=2, validation_data=(images, codes),
+        callbacks=[averaged, EpochReport(2, 4, 2, progress_bar=False), checkpoint, Probe()], verbose=0,
+    )  # fmt: skip
+    _, trained, average, paths = seen[checkpoint.best_epoch - 1]
+    assert any(not np.allclose(a, b) for a, b in zip(trained, average))  # The two differ while training...
+    saved = load_model(tmp_path / "best.keras")
+    by_path = {variable.path: keras.ops.convert_to_numpy(variable) for variable in saved.trainable_variables}
+    for path, value in zip(paths, average):  # ...and the model file holds the average of its epoch.
+        np.testing.assert_allclose(by_path[path], value, rtol=1e-6)
+    # Training went on from the trained weights: the next epoch's first step started from `trained`, not `average`.
+    assert any(not np.allclose(a, b) for a, b in zip(seen[1][1], seen[0][2]))
 
 
 def test_the_objective_takes_keras_own_steps_for_a_model_with_one_softmax_per_position():
@@ -128,7 +192,7 @@ def test_recipe_refuses_unknown_options_and_impossible_values(tmp_path):
             Recipe(**changes).check()
 
 
-@pytest.mark.parametrize("path", sorted(Path("configs").glob("*.json")), ids=lambda path: path.stem)
+@pytest.mark.parametrize("path", sorted(Path("configs").rglob("*.json")), ids=lambda path: path.stem)
 def test_every_shipped_config_is_a_valid_recipe(path):
     recipe = Recipe.from_file(path)
     if path.stem.startswith("semi_supervised"):  # semi_supervised.py adds the site's folders.

@@ -30,8 +30,9 @@ class EpochReport(keras.callbacks.Callback):
     """A progress bar within each epoch, then one summary line per epoch.
 
     Also adds `val_mean_accuracy` (mean of the per-position validation
-    accuracies; `val_teacher_mean_accuracy` for a Mean Teacher's teacher) to
-    the logs, for the checkpoint and the CSV log that follow.
+    accuracies; `val_teacher_mean_accuracy` for a Mean Teacher's teacher),
+    `epoch_seconds` and `val_seconds` (wall times of the epoch and of its
+    validation) to the logs, for the checkpoint and the CSV log that follow.
     """
 
     def __init__(self, epochs: int, steps_per_epoch: int, length: int, progress_bar: bool = True):
@@ -45,13 +46,22 @@ class EpochReport(keras.callbacks.Callback):
             self.steps_per_epoch, stateful_metrics=["loss", "whole_accuracy"], verbose=1 if self.progress_bar else 0
         )
 
+    def on_test_begin(self, logs=None):
+        self.validation_started = time.time()
+
+    def on_test_end(self, logs=None):
+        self.validation_seconds = time.time() - self.validation_started
+
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
         self.bar.update(batch + 1, [(key, logs[key]) for key in ("loss", "whole_accuracy") if key in logs])
 
     def on_epoch_end(self, epoch, logs=None):
+        # Wall times for the log: the whole epoch, and its validation (what a time budget spends on each).
+        logs["epoch_seconds"] = time.time() - self.started
         if "val_loss" not in logs:
             return
+        logs["val_seconds"] = self.validation_seconds
         logs["val_mean_accuracy"] = mean_position_accuracy(logs, self.length)
         digits = " ".join(f"{logs[f'val_digit_{p}_accuracy']:.4f}" for p in range(self.length))
         teacher = ""
@@ -140,6 +150,59 @@ class TimeLimit(keras.callbacks.Callback):
             )
 
 
+class TimedCosine(keras.callbacks.Callback):
+    """The warm-up + cosine schedule sized by whichever ends first: the steps of the run or its time limit.
+
+    A run that `--time-limit` stops would otherwise end at a high learning
+    rate, its schedule sized by `--epochs`. Before every batch this sets the
+    optimizer's rate from the run's progress, the larger of steps done /
+    `total_steps` and seconds trained / `seconds`: a linear warm-up from a
+    tenth of `peak` over the first `warmup_fraction`, then cosine decay to
+    zero, the shape of `training.optimizer.make_optimizer`'s schedule. The
+    optimizer must have a constant (variable) rate. A resumed run counts its
+    seconds afresh and its steps from the checkpoint.
+    """
+
+    def __init__(self, peak: float, total_steps: int, seconds: float, warmup_fraction: float = 0.05):
+        super().__init__()
+        self.peak, self.total_steps, self.seconds, self.warmup = peak, max(1, total_steps), seconds, warmup_fraction
+
+    def on_train_begin(self, logs=None):
+        self.started = time.time()
+
+    def rate(self, progress: float) -> float:
+        progress = min(max(progress, 0.0), 1.0)
+        if progress < self.warmup:
+            return self.peak * (0.1 + 0.9 * progress / self.warmup)
+        return self.peak * 0.5 * (1.0 + math.cos(math.pi * (progress - self.warmup) / (1.0 - self.warmup)))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if keras.backend.backend() == "jax":
+            self.model.jax_state_sync()  # JAX's fit holds the state apart; a synced state is read back before the step.
+        steps = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        progress = max(steps / self.total_steps, (time.time() - self.started) / self.seconds)
+        self.model.optimizer.learning_rate = self.rate(progress)
+
+
+class AveragedWeights(keras.callbacks.SwapEMAWeights):
+    """Validates with the optimizer's moving average of the weights (Polyak averaging), and saves it.
+
+    The optimizer keeps the average (`make_optimizer(weight_average=decay)`);
+    Keras's `SwapEMAWeights` swaps it into the model for each validation, and
+    `swapped()` does so for `BestModelCheckpoint`'s save. Training always
+    continues from the trained weights. The average covers the trainable
+    weights; batch normalisation's statistics are the trained model's.
+    """
+
+    @contextlib.contextmanager
+    def swapped(self):
+        self._swap_variables()
+        try:
+            yield
+        finally:
+            self._swap_variables()
+
+
 class BestModelCheckpoint(keras.callbacks.Callback):
     """Saves the plain model atomically whenever the monitored figure improves.
 
@@ -154,11 +217,13 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             the best so far.
         best: The best value of a run being resumed (default: none yet).
         best_epoch: Its epoch number, counted from 1.
+        averaged: The run's `AveragedWeights`, whose average is saved rather
+            than the trained weights (default: none).
     """
 
-    def __init__(self, path: str | Path, candidates: dict, best: float = -math.inf, best_epoch=None):
+    def __init__(self, path: str | Path, candidates: dict, best: float = -math.inf, best_epoch=None, averaged=None):
         super().__init__()
-        self.path, self.candidates = Path(path), candidates
+        self.path, self.candidates, self.averaged = Path(path), candidates, averaged
         self.best, self.best_epoch, self.best_source = best, best_epoch, None
 
     def on_epoch_end(self, epoch, logs=None):
@@ -169,7 +234,8 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         value, key = max(scored)
         if value > self.best:
             self.best, self.best_epoch, self.best_source = float(value), epoch + 1, key
-            save_model(self.candidates[key], self.path)
+            with self.averaged.swapped() if self.averaged else contextlib.nullcontext():
+                save_model(self.candidates[key], self.path)
 
 
 class TrainingCheckpoint(keras.callbacks.Callback):

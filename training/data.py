@@ -50,6 +50,8 @@ class TrainingData:
         """The one console line that says what the run trains and validates on."""
         if self.train is None:
             training = f"{fresh_images(recipe):,} new training images per epoch"
+            if recipe.reuse > 1:
+                training = f"{fresh_images(recipe):,} new training images every {recipe.reuse} epochs"
         else:
             training = f"{len(self.train):,} training"
         height, width = self.image_size
@@ -192,6 +194,7 @@ def training_batches(recipe: Recipe, data: TrainingData, first_epoch: int = 0):
             seed=f"{recipe.seed}/fresh",
             generator_options={"hard_font_weight": recipe.hard_font_weight} if recipe.hard_font_weight != 1 else None,
             first_epoch=first_epoch,
+            reuse=recipe.reuse,
         )
     return ArrayBatches(
         data.train.images, data.train.codes, recipe.batch_size, shuffle=True, seed=recipe.seed, augment=augment

@@ -20,6 +20,7 @@ def make_optimizer(
     momentum: float = 0.9,
     nesterov: bool = False,
     clip_value: float | None = None,
+    weight_average: float | None = None,
 ) -> keras.optimizers.Optimizer:
     """The optimizer of a run: Adam(W) or SGD, with a warm-up + cosine schedule or a constant rate.
 
@@ -33,6 +34,9 @@ def make_optimizer(
         momentum: SGD momentum.
         nesterov: SGD Nesterov momentum.
         clip_value: Clip each gradient element to ±this (None: no clipping).
+        weight_average: Also keep an exponential moving average of the
+            trainable weights with this decay per step (Keras's `use_ema`;
+            `training.callbacks.AveragedWeights` validates and saves it).
     """
     if schedule == "cosine":
         warmup_steps = max(1, int(total_steps * warmup_fraction))
@@ -47,6 +51,9 @@ def make_optimizer(
     else:
         raise ValueError(f"`schedule` must be 'cosine' or 'constant'. Received: schedule={schedule!r}")
     extra = {"clipvalue": clip_value} if clip_value else {}
+    if weight_average:
+        # Never written over the trained weights: the callback swaps the average in to validate and save it.
+        extra.update(use_ema=True, ema_momentum=weight_average, ema_overwrite_frequency=None)
     if name == "sgd":
         return keras.optimizers.SGD(
             rate, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay or None, **extra

@@ -89,6 +89,13 @@ class Recipe:
         "with fresh images: draw each font of core.multicolor.HARD_FONTS this many times as often as the others",
         "data",
     )
+    reuse: int = option(
+        1,
+        "with fresh images: each drawn image serves this many consecutive epochs, in a new order (2 halves the "
+        "drawing; the drawn images wait in a temporary memory-mapped file, 3.5 GB for 32,000)",
+        "data",
+        metavar="EPOCHS",
+    )
     train_count: int = option(30_000, "images to generate when the default capts_train/ is missing", "data")
     val_count: int = option(5_000, "images to generate when the default capts_val/ is missing", "data")
     augment: bool = option(
@@ -110,16 +117,30 @@ class Recipe:
     schedule: str = option(
         "cosine", "warm-up then cosine decay to zero, or constant", "optimisation", choices=("cosine", "constant")
     )
+    warmup_fraction: float = option(
+        0.05,
+        "part of the cosine schedule spent warming up linearly from a tenth of the peak (0.3 makes it one-cycle)",
+        "optimisation",
+    )
     optimizer: str = option("adam", "optimizer", "optimisation", choices=("adam", "sgd"))
     momentum: float = option(0.9, "SGD momentum", "optimisation")
     nesterov: bool = option(False, "SGD with Nesterov momentum", "optimisation")
     weight_decay: float = option(0.0, "decoupled weight decay", "optimisation")
     clip_value: float | None = option(None, "clip each gradient element to ±this", "optimisation")
     label_smoothing: float = option(0.0, "label smoothing of the cross-entropy", "optimisation")
+    weight_average: float | None = option(
+        None,
+        "validate and save an exponential moving average of the weights with this decay per step (Polyak "
+        "averaging), e.g. 0.999",
+        "optimisation",
+        metavar="DECAY",
+    )
     patience: int = option(0, "stop after this many epochs without improvement (0: never)", "optimisation")
     time_limit: float | None = option(
         None,
-        "stop after the first batch that ends past this many seconds of training; that epoch is still validated",
+        "stop after the first batch that ends past this many seconds of training; that epoch is still validated. "
+        "The cosine schedule then follows the time too: it reaches zero at the limit or at the last epoch, "
+        "whichever comes first",
         "optimisation",
         metavar="SECONDS",
     )
@@ -208,8 +229,19 @@ class Recipe:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive. Received: {value}")
+        if self.reuse < 1:
+            raise ValueError(f"--reuse must be at least 1. Received: {self.reuse}")
         if self.hard_font_weight < 1:
             raise ValueError(f"--hard-font-weight must be at least 1. Received: {self.hard_font_weight}")
+        if self.weight_average is not None and not 0 < self.weight_average < 1:
+            raise ValueError(f"--weight-average must be in (0, 1). Received: {self.weight_average}")
+        if self.weight_average and self.mean_teacher:
+            raise ValueError(
+                "--weight-average and --mean-teacher both keep a moving average of the weights; the teacher already "
+                "is one. Pass one of them."
+            )
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"--warmup-fraction must be in [0, 1). Received: {self.warmup_fraction}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"--label-smoothing must be in [0, 1). Received: {self.label_smoothing}")
         if not isinstance(self.model_options, dict):
@@ -232,6 +264,11 @@ class Recipe:
                 raise ValueError(
                     "--fresh-images draws new training images; it cannot be combined with a training folder. "
                     f"Received: --fresh-images {self.fresh_images} with {folder}"
+                )
+            if self.reuse != 1:
+                raise ValueError(
+                    "--reuse keeps drawn images for more epochs; a training folder is used every epoch anyway. "
+                    f"Received: --reuse {self.reuse} with {folder}"
                 )
             if self.hard_font_weight != 1:
                 raise ValueError(

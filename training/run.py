@@ -28,10 +28,12 @@ from data.batches import ArrayBatches
 from models.io import load_model, model_alphabet
 from models.reader import evaluate_model, format_accuracies
 from training.callbacks import (
+    AveragedWeights,
     BestModelCheckpoint,
     EpochReport,
     HistoryLog,
     StuckRun,
+    TimedCosine,
     TimeLimit,
     TrainingCheckpoint,
     completed_epochs,
@@ -111,6 +113,11 @@ def build_model(recipe: Recipe, image_size) -> keras.Model:
         raise ValueError(str(error)) from None
 
 
+def timed_schedule(recipe: Recipe) -> bool:
+    """A cosine run with a time limit: its schedule follows the time too (`training.callbacks.TimedCosine`)."""
+    return bool(recipe.time_limit) and recipe.schedule == "cosine"
+
+
 def build_objective(recipe: Recipe, model: keras.Model, steps_per_epoch: int) -> Objective:
     """The compiled objective that `fit` trains (`training.objective`)."""
     settings = None
@@ -124,11 +131,13 @@ def build_objective(recipe: Recipe, model: keras.Model, steps_per_epoch: int) ->
         label_smoothing=recipe.label_smoothing,
         mean_teacher=settings,
         name=recipe.optimizer,
-        schedule=recipe.schedule,
+        schedule="constant" if timed_schedule(recipe) else recipe.schedule,
+        warmup_fraction=recipe.warmup_fraction,
         weight_decay=recipe.weight_decay,
         momentum=recipe.momentum,
         nesterov=recipe.nesterov,
         clip_value=recipe.clip_value,
+        weight_average=recipe.weight_average,
     )
 
 
@@ -216,10 +225,14 @@ def train(recipe: Recipe, force: bool = False, resume: bool = False, quiet: bool
         write_json(files.last_state, {"recipe": recipe.to_dict(), "finished": False})
     print(f"Model: {recipe.initial_model or recipe.model}, {model.count_params():,} parameters", flush=True)
 
-    checkpoint = BestModelCheckpoint(files.model, objective.plain_models, best=best, best_epoch=best_epoch)
+    averaged = AveragedWeights() if recipe.weight_average else None
+    checkpoint = BestModelCheckpoint(
+        files.model, objective.plain_models, best=best, best_epoch=best_epoch, averaged=averaged
+    )
     time_limit = TimeLimit(recipe.time_limit) if recipe.time_limit else None
     stuck = StuckRun(recipe.alphabet_spec.num_classes, stuck_advice(recipe))
     callbacks = [
+        *([averaged] if averaged else []),  # First: every epoch is validated with the average.
         EpochReport(recipe.epochs, steps_per_epoch, recipe.alphabet_spec.length, progress_bar=not quiet),
         stuck,  # After EpochReport, which adds val_mean_accuracy to the logs, like the next two.
         checkpoint,
@@ -228,6 +241,12 @@ def train(recipe: Recipe, force: bool = False, resume: bool = False, quiet: bool
         TrainingCheckpoint(files.last_model, files.last_weights),
         *([time_limit] if time_limit else []),
     ]
+    if timed_schedule(recipe):
+        callbacks.append(
+            TimedCosine(
+                recipe.learning_rate, steps_per_epoch * recipe.epochs, recipe.time_limit, recipe.warmup_fraction
+            )
+        )
     if recipe.patience:
         callbacks.append(keras.callbacks.EarlyStopping("val_mean_accuracy", mode="max", patience=recipe.patience))
     train_started, interrupted = time.time(), False

@@ -1,0 +1,33 @@
+"""The recipe sweep's sizing of epochs and its table of means and spreads."""
+
+import pytest
+
+from bench.sweep import images_per_epoch, table
+
+
+def run(recipe, seed, digit, whole, contended=False):
+    return {
+        "recipe": recipe, "seed": seed, "parameters": 1000, "images_seen": 300_000 + seed, "images_per_second": 280.0,
+        "validation": {"mean_accuracy": digit, "whole_accuracy": whole},
+        "test": {"mean_accuracy": digit - 0.01, "whole_accuracy": whole - 0.02},
+        "wall_seconds": 1170.0, "other_cpu_seconds": 90.0 if contended else 3.0, "contended": contended,
+    }  # fmt: skip
+
+
+def test_the_table_gives_mean_and_half_range_over_seeds_best_first_and_leaves_out_shared_runs():
+    rows, markdown = table(
+        [run("default", 0, 0.940, 0.78), run("default", 1, 0.946, 0.80), run("wide", 0, 0.95, 0.82),
+         run("wide", 1, 0.10, 0.0, contended=True)]
+    )  # fmt: skip
+    assert [row["recipe"] for row in rows] == ["wide", "default"]
+    default = rows[1]
+    assert default["seeds"] == [0, 1]
+    assert default["val_digit"] == pytest.approx((0.943, 0.003)) and default["val_whole"] == pytest.approx((0.79, 0.01))
+    assert rows[0]["seeds"] == [0]  # The contended run of seed 1 is not averaged in...
+    assert "94.30 ± 0.30" in markdown and "Left out" in markdown and "wide seed 1" in markdown  # ...but named.
+
+
+def test_epochs_are_sized_to_fill_the_time_with_training_and_validation():
+    # 100 images/s of training, 10 s of validation per epoch, 1,000 s for 10 epochs: 90 s x 100 x 1.05 = 9,450.
+    assert images_per_epoch({"train_images_per_second": 100.0, "val_seconds": 10.0}, 1000, 10, 64) == 9472
+    assert images_per_epoch({"train_images_per_second": 100.0, "val_seconds": 500.0}, 1000, 10, 64) == 128
