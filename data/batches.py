@@ -91,6 +91,11 @@ class MixedBatches(keras.utils.PyDataset):
         augment: Optional function applied to each group of images.
         views: 1 or 2 augmented views of each image.
         seed: Seed of the orders (the augmentation has its own).
+        first_epoch: Epoch number of the first epoch (a resumed run starts later).
+
+    The rows of a batch follow from its epoch and index alone, so a batch asked
+    for twice (as JAX's `fit` asks for the first, to build) or out of order is
+    the same batch, and a resumed run reads on where the interrupted one was.
     """
 
     def __init__(
@@ -104,6 +109,7 @@ class MixedBatches(keras.utils.PyDataset):
         augment=None,
         views: int = 1,
         seed: int = 0,
+        first_epoch: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -133,18 +139,24 @@ class MixedBatches(keras.utils.PyDataset):
         self.labelled_batch_size, self.unlabelled_batch_size = labelled_batch_size, unlabelled_batch_size
         self.steps = steps_per_epoch or max(1, len(unlabelled_images) // unlabelled_batch_size)
         self.augment, self.views = augment, views
-        random = np.random.default_rng(seed)
-        self.labelled_rows = _EndlessOrder(len(labelled_images), random)
-        self.unlabelled_rows = _EndlessOrder(len(unlabelled_images), random)
+        self.labelled_rows = _EndlessOrder(len(labelled_images), seed, stream=0)
+        self.unlabelled_rows = _EndlessOrder(len(unlabelled_images), seed, stream=1)
+        self.epoch = first_epoch
 
     def __len__(self) -> int:
         return self.steps
 
+    def on_epoch_end(self):
+        self.epoch += 1
+
     def __getitem__(self, index):
-        # The rows depend on the call order, not on `index`: Keras asks for the batches of an epoch in order
-        # (workers=1), and a fresh draw each time is what cycling the labelled set needs.
-        labelled_rows = np.sort(self.labelled_rows.take(self.labelled_batch_size))
-        unlabelled_rows = np.sort(self.unlabelled_rows.take(self.unlabelled_batch_size))
+        if not 0 <= index < self.steps:
+            raise IndexError(f"batch {index} of an epoch of {self.steps} batches")
+        batch = self.epoch * self.steps + index  # Counted from the start of the run.
+        labelled_rows = np.sort(self.labelled_rows.take(batch * self.labelled_batch_size, self.labelled_batch_size))
+        unlabelled_rows = np.sort(
+            self.unlabelled_rows.take(batch * self.unlabelled_batch_size, self.unlabelled_batch_size)
+        )
         labelled, unlabelled = self.labelled_images[labelled_rows], self.unlabelled_images[unlabelled_rows]
         codes = self.labelled_codes[labelled_rows]
         if self.augment is None:
@@ -155,19 +167,25 @@ class MixedBatches(keras.utils.PyDataset):
 
 
 class _EndlessOrder:
-    """Row numbers 0..count-1 in random order, reshuffled each time they have all been given."""
+    """Row numbers 0..count-1 in random order, in a new order each time all have been given, read by position:
+    positions 0..count-1 are the first order, count..2*count-1 the second, and so on."""
 
-    def __init__(self, count: int, random: np.random.Generator):
-        self.count, self.random = count, random
-        self.order, self.position = random.permutation(count), 0
+    def __init__(self, count: int, seed: int, stream: int):
+        self.count, self.seed, self.stream = count, seed, stream
+        self.cycle, self.order = None, None
 
-    def take(self, number: int) -> np.ndarray:
-        rows = []
-        while number:
-            if self.position == self.count:
-                self.order, self.position = self.random.permutation(self.count), 0
-            chunk = self.order[self.position : self.position + number]
-            rows.append(chunk)
-            self.position += len(chunk)
-            number -= len(chunk)
-        return np.concatenate(rows)
+    def order_of(self, cycle: int) -> np.ndarray:
+        if cycle != self.cycle:  # Batches come in order: one order at a time is kept.
+            self.cycle, self.order = (
+                cycle,
+                np.random.default_rng([self.seed, self.stream, cycle]).permutation(self.count),
+            )
+        return self.order
+
+    def take(self, start: int, number: int) -> np.ndarray:
+        """The rows at positions start..start+number-1."""
+        positions = np.arange(start, start + number)
+        cycles = positions // self.count
+        return np.concatenate(
+            [self.order_of(cycle)[positions[cycles == cycle] % self.count] for cycle in np.unique(cycles)]
+        )

@@ -75,9 +75,13 @@ def test_every_batch_holds_the_configured_mix():
     unlabelled = np.random.default_rng(1).integers(0, 256, (23, *IMAGE_SIZE, 3)).astype("uint8")
     batches = MixedBatches(images, codes, unlabelled, labelled_batch_size=3, unlabelled_batch_size=5, seed=0)
     assert len(batches) == 23 // 5
-    seen = []
+    seen, second_epoch = [], []
     for index in range(3 * len(batches)):  # more labelled images than the set holds: it is cycled
+        if index and index % len(batches) == 0:
+            batches.on_epoch_end()
         (labelled, unlabelled_batch), batch_codes = batches[index % len(batches)]
+        if index // len(batches) == 1:
+            second_epoch.append(labelled)
         assert labelled.shape == (3, *IMAGE_SIZE, 3) and unlabelled_batch.shape == (5, *IMAGE_SIZE, 3)
         assert batch_codes.shape == (3, ALPHABET.length)
         for image, code in zip(labelled, batch_codes):  # each labelled image comes with its own codes
@@ -86,6 +90,11 @@ def test_every_batch_holds_the_configured_mix():
             seen.append(row)
     # Cycling visits every labelled image once before any repeats.
     assert sorted(seen[:7]) == list(range(7))
+    # A batch is its epoch's and index's: asked again, or by a run resumed at that epoch, it is the same.
+    np.testing.assert_array_equal(batches[0][0][0], batches[0][0][0])
+    resumed = MixedBatches(images, codes, unlabelled, labelled_batch_size=3, unlabelled_batch_size=5, first_epoch=1)
+    for index, labelled in enumerate(second_epoch):
+        np.testing.assert_array_equal(resumed[index][0][0], labelled)
 
 
 def test_two_views_give_the_teacher_other_noise():

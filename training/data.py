@@ -185,6 +185,7 @@ def training_batches(recipe: Recipe, data: TrainingData, first_epoch: int = 0):
             augment=augment,
             views=2 if recipe.teacher_noise and augment else 1,
             seed=recipe.seed,
+            first_epoch=first_epoch,
         )
     if data.train is None:
         return GeneratedBatches(

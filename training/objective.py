@@ -33,8 +33,14 @@ Everything an objective holds (the model, the teacher, the optimizer's
 moments and step count) is saved by `save_weights`, so every run resumes
 (`training.callbacks.TrainingCheckpoint`).
 
-The gradient step uses TensorFlow's GradientTape, as Keras's own TensorFlow
-trainer does; the models themselves run on any backend.
+The step is written once, as a forward pass (`supervised_loss`,
+`mean_teacher_loss`), and taken the way Keras's guides take a custom step on
+each backend: on TensorFlow with a `GradientTape` and
+`optimizer.apply_gradients`; on JAX statelessly, `train_step(state, data)`
+returning the new state, with `jax.value_and_grad` over the forward pass run
+in a `keras.StatelessScope` (so batch-norm statistics, dropout seeds, the
+teacher's EMA and the metrics come back as values, never as side effects);
+on PyTorch with `loss.backward()` and `optimizer.apply`.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ from models.metrics import accuracy_metrics
 from models.seq2seq import teacher_forcing_model
 from training.losses import ClassLoss, softmax_mse
 from training.ramps import sigmoid_rampup
+
+BACKENDS = ("tensorflow", "jax", "torch")
 
 
 @dataclass(frozen=True)
@@ -107,9 +115,9 @@ class Objective(keras.Model):
         teacher: keras.Model | None = None,
         **kwargs,
     ):
-        if keras.backend.backend() != "tensorflow":
+        if keras.backend.backend() not in BACKENDS:
             raise ValueError(
-                "The training objective takes TensorFlow gradient steps. "
+                f"The training objective has steps for the {', '.join(BACKENDS)} backends. "
                 f"Received: KERAS_BACKEND={keras.backend.backend()}"
             )
         metadata = model_metadata(model)
@@ -156,26 +164,17 @@ class Objective(keras.Model):
         loss = self.class_loss(codes, scores)
         return loss + ops.sum(self.model.losses) if self.model.losses else loss
 
-    def train_step(self, data):
-        import tensorflow as tf
+    # The forward passes: the loss to minimise and what the metrics need, on any backend.
 
-        if self.teacher is not None:
-            return self.mean_teacher_step(data)
+    def supervised_loss(self, data):
         images, codes = data
-        with tf.GradientTape() as tape:
-            if self.training_model is not None:
-                scores = self.training_model([images, codes], training=True)
-            else:
-                scores = self.model(images, training=True)
-            loss = self.total_loss(codes, scores)
-        variables = self.model.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        self.record(loss, codes, scores, ops.shape(images)[0])
-        return self.logs([self.loss_tracker, *self.accuracy])
+        if self.training_model is not None:
+            scores = self.training_model([images, codes], training=True)
+        else:
+            scores = self.model(images, training=True)
+        return self.total_loss(codes, scores), {"codes": codes, "scores": scores, "count": ops.shape(images)[0]}
 
-    def mean_teacher_step(self, data):
-        import tensorflow as tf
-
+    def mean_teacher_loss(self, data):
         inputs, codes = data
         labelled, unlabelled = inputs[0], inputs[1]
         teacher_labelled, teacher_unlabelled = (inputs[2], inputs[3]) if len(inputs) == 4 else (labelled, unlabelled)
@@ -188,27 +187,32 @@ class Objective(keras.Model):
         weight = self.settings.consistency_weight * sigmoid_rampup(
             self.optimizer.iterations, self.settings.rampup_steps
         )
-        with tf.GradientTape() as tape:
-            scores = self.model(images, training=True)
-            class_loss = self.class_loss(codes, scores[:labelled_count])
-            consistency = ops.mean(softmax_mse(scores, teacher_scores))
-            loss = class_loss + weight * consistency
-            if self.model.losses:
-                loss = loss + ops.sum(self.model.losses)
-        variables = self.model.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        update_ema(self.teacher, self.model, self.settings.ema_decay)
-        for name, value in (
-            ("class_loss", class_loss),
-            ("consistency_loss", consistency),
-            ("consistency_weight", weight),
-        ):
+        scores = self.model(images, training=True)
+        class_loss = self.class_loss(codes, scores[:labelled_count])
+        consistency = ops.mean(softmax_mse(scores, teacher_scores))
+        loss = class_loss + weight * consistency
+        if self.model.losses:
+            loss = loss + ops.sum(self.model.losses)
+        parts = {"class_loss": class_loss, "consistency_loss": consistency, "consistency_weight": weight}
+        return loss, {"codes": codes, "scores": scores[:labelled_count], "count": labelled_count, "parts": parts}
+
+    def forward(self, data):
+        return self.supervised_loss(data) if self.teacher is None else self.mean_teacher_loss(data)
+
+    def after_step(self) -> None:
+        """What follows each optimizer step: the teacher's EMA of the student."""
+        if self.teacher is not None:
+            update_ema(self.teacher, self.model, self.settings.ema_decay)
+
+    def report(self, loss, outputs) -> dict:
+        """Updates the metrics with a step's loss and scores; returns the logs of the step."""
+        for name, value in outputs.get("parts", {}).items():
             self.extra_trackers[name].update_state(value)
-        self.record(loss, codes, scores[:labelled_count], labelled_count)
-        shown = [self.extra_trackers[name] for name in ("class_loss", "consistency_loss", "consistency_weight")]
+        self.record(loss, outputs["codes"], outputs["scores"], outputs["count"])
+        shown = [self.extra_trackers[name] for name in outputs.get("parts", {})]
         return self.logs([self.loss_tracker, *shown, *self.accuracy])
 
-    def test_step(self, data):
+    def evaluate_batch(self, data) -> dict:
         images, codes = data
         scores = self.model(images, training=False)
         self.record(self.total_loss(codes, scores), codes, scores, ops.shape(images)[0])
@@ -222,6 +226,77 @@ class Objective(keras.Model):
             [self.loss_tracker, self.extra_trackers["teacher_loss"], *self.accuracy, *self.teacher_accuracy]
         )
 
+    # The steps, one per backend (Keras calls train_step(data) on TensorFlow and PyTorch, (state, data) on JAX).
+
+    def train_step(self, *arguments):
+        backend = keras.backend.backend()
+        if backend == "jax":
+            return self.jax_train_step(*arguments)
+        if backend == "torch":
+            return self.torch_train_step(*arguments)
+        return self.tensorflow_train_step(*arguments)
+
+    def test_step(self, *arguments):
+        if keras.backend.backend() == "jax":
+            return self.jax_test_step(*arguments)
+        return self.evaluate_batch(*arguments)
+
+    def tensorflow_train_step(self, data):
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss, outputs = self.forward(data)
+        variables = self.model.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.after_step()
+        return self.report(loss, outputs)
+
+    def torch_train_step(self, data):
+        self.zero_grad()
+        loss, outputs = self.forward(data)
+        loss.backward()
+        variables = self.model.trainable_variables
+        self.optimizer.apply([variable.value.grad for variable in variables], variables)
+        self.after_step()
+        return self.report(loss, outputs)
+
+    def jax_train_step(self, state, data):
+        import jax
+
+        trainable, non_trainable, optimizer_values, metric_values = state
+        trainable_variables, non_trainable_variables = self.trainable_variables, self.non_trainable_variables
+
+        def loss_and_updates(trainable):
+            pairs = [
+                *zip(trainable_variables, trainable),
+                *zip(non_trainable_variables, non_trainable),
+                *zip(self.optimizer.variables, optimizer_values),  # The rampup reads the step count.
+            ]
+            (loss, outputs), values = run_stateless(lambda: self.forward(data), pairs)
+            return loss, (outputs, values[len(trainable) : len(trainable) + len(non_trainable)])
+
+        (loss, (outputs, non_trainable)), gradients = jax.value_and_grad(loss_and_updates, has_aux=True)(trainable)
+        trainable, optimizer_values = self.optimizer.stateless_apply(optimizer_values, gradients, trainable)
+        if self.teacher is not None:
+            pairs = [*zip(trainable_variables, trainable), *zip(non_trainable_variables, non_trainable)]
+            _, values = run_stateless(self.after_step, pairs)
+            non_trainable = values[len(trainable) :]
+        logs, metric_values = run_stateless(
+            lambda: self.report(loss, outputs), list(zip(self.metrics_variables, metric_values))
+        )
+        return logs, (trainable, non_trainable, optimizer_values, metric_values)
+
+    def jax_test_step(self, state, data):
+        trainable, non_trainable, metric_values = state
+        pairs = [
+            *zip(self.trainable_variables, trainable),
+            *zip(self.non_trainable_variables, non_trainable),
+            *zip(self.metrics_variables, metric_values),
+        ]
+        logs, values = run_stateless(lambda: self.evaluate_batch(data), pairs)
+        after_trainable = len(trainable) + len(non_trainable)
+        return logs, (trainable, values[len(trainable) : after_trainable], values[after_trainable:])
+
     def record(self, loss, codes, scores, batch_size) -> None:
         """Updates the loss (weighted by the batch size, as Keras does) and the accuracy metrics."""
         self.loss_tracker.update_state(loss, sample_weight=batch_size)
@@ -231,6 +306,21 @@ class Objective(keras.Model):
     @staticmethod
     def logs(metrics) -> dict:
         return {metric.name: metric.result() for metric in metrics}
+
+
+def run_stateless(function, pairs):
+    """Runs `function` with each variable of `pairs` (variable, value) reading as its value, without changing any.
+
+    Returns `function`'s result and every variable's value after it, in the order of `pairs`: what it assigned,
+    else the value given. This is how a JAX step computes with Keras's stateful layers and metrics.
+    """
+    with keras.StatelessScope(state_mapping=pairs) as scope:
+        result = function()
+    after = []
+    for variable, value in pairs:
+        current = scope.get_current_value(variable)
+        after.append(value if current is None else current)
+    return result, after
 
 
 def compiled_objective(

@@ -1,0 +1,137 @@
+"""The kit on another Keras backend: JAX beside TensorFlow (`KERAS_BACKEND=jax pytest -m jax`).
+
+Each test runs on the backend of the test process and compares with TensorFlow, run in a subprocess
+(`tests/backend_worker.py`), where the other backend is needed: the same training steps from the same
+weights give the same weights, and a `.keras` file reads the same whichever backend saved it.
+"""
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from backend_worker import build, predict
+from backend_worker import train as train_steps
+
+import evaluate
+import grade
+import inference
+import models
+import train
+from core.quiet import load_keras
+
+keras = load_keras()
+pytestmark = pytest.mark.jax
+WORKER = Path(__file__).resolve().parent / "backend_worker.py"
+OTHER = "tensorflow" if keras.backend.backend() != "tensorflow" else "jax"
+
+
+def on_other_backend(*arguments) -> None:
+    if OTHER == "jax":
+        pytest.importorskip("jax", reason="the JAX backend: pip install -r requirements-jax.txt")
+    environment = {**os.environ, "KERAS_BACKEND": OTHER, "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(
+        [sys.executable, str(WORKER), *map(str, arguments)], env=environment, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def data(tmp_path) -> Path:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "data.npz"
+    np.savez(path, images=rng.integers(0, 256, (16, 24, 40, 3)).astype("uint8"), codes=rng.integers(0, 10, (16, 2)))
+    return path
+
+
+@pytest.mark.parametrize(
+    "name, options, settings",
+    [
+        ("cellnet_tiny", {}, {"learning_rate": 3e-3, "epochs": 2}),
+        ("fourblock_tiny", {}, {"learning_rate": 1e-3, "epochs": 2}),
+        ("crnn_ctc_tiny", {"dropout": 0.0}, {"learning_rate": 1e-3, "epochs": 2}),  # The CTC loss.
+        # Teacher forcing; without dropout, which draws other numbers on each backend, and with SGD: Adam's
+        # step is ±rate wherever a gradient is near zero, whatever its rounding, and the GRUs have many such.
+        (
+            "cnn_seq2seq_tiny",
+            {"cnn_dropout": 0.0, "recurrent_dropout": 0.0},
+            {"learning_rate": 0.05, "epochs": 2, "optimizer": "sgd"},
+        ),
+        ("cellnet_tiny", {}, {"learning_rate": 3e-3, "epochs": 2, "mean_teacher": True}),  # Student and teacher.
+    ],
+    ids=["positions", "fourblock", "ctc", "seq2seq", "mean_teacher"],
+)
+def test_the_same_steps_from_the_same_weights_give_the_same_weights_on_both_backends(tmp_path, name, options, settings):
+    initial, arrays = tmp_path / "initial.keras", data(tmp_path)
+    build(name, options, initial)
+    ours = train_steps(initial, arrays, settings)
+    on_other_backend("train", initial, arrays, json.dumps(settings), tmp_path / "theirs.npz")
+    theirs = np.load(tmp_path / "theirs.npz")
+    theirs = [theirs[f"arr_{index}"] for index in range(len(theirs.files))]
+    assert len(ours) == len(theirs)
+    moved = [not np.allclose(weight, start) for weight, start in zip(ours, load_weights(initial, len(ours)))]
+    assert any(moved)  # The steps changed the weights...
+    for mine, other in zip(ours, theirs):  # ...and both backends changed them alike.
+        np.testing.assert_allclose(mine, other, atol=1e-4, rtol=1e-3)
+
+
+def load_weights(path, count):
+    from models.io import load_model
+
+    weights = load_model(path).get_weights()
+    return (weights * 2)[:count]  # A Mean Teacher's teacher starts as a copy of the student.
+
+
+@pytest.mark.parametrize("direction", ["saved here, read there", "saved there, read here"])
+def test_a_model_file_reads_the_same_whichever_backend_saved_it(tmp_path, direction):
+    rng = np.random.default_rng(1)
+    images = tmp_path / "images.npy"
+    np.save(images, rng.integers(0, 256, (6, 24, 40, 3)).astype("uint8"))
+    model = tmp_path / "model.keras"
+    if direction == "saved here, read there":
+        build("cellnet_tiny", {}, model)
+    else:
+        on_other_backend("build", "cellnet_tiny", "{}", model)
+    on_other_backend("predict", model, images, tmp_path / "theirs.npy")
+    np.testing.assert_allclose(np.asarray(predict(model, images)), np.load(tmp_path / "theirs.npy"), atol=1e-4)
+
+
+def test_every_registered_model_reads_and_takes_a_step_on_this_backend():
+    from core.alphabet import Alphabet
+    from training.objective import compiled_objective
+
+    alphabet = Alphabet("0123456789", 2)
+    rng = np.random.default_rng(0)
+    images, codes = rng.integers(0, 256, (4, 64, 128, 3)).astype("uint8"), rng.integers(0, 10, (4, 2))
+    for name in models.list_models():
+        if not name.endswith("_tiny"):
+            continue
+        model = models.get_model(name, alphabet=alphabet, image_size=(64, 128))
+        history = compiled_objective(model, 1e-3, total_steps=1).fit(images, codes, batch_size=4, verbose=0)
+        assert np.isfinite(history.history["loss"][0]), name
+
+
+def test_train_evaluate_inference_and_grade_run_on_this_backend(captcha_folders, tmp_path, capsys, monkeypatch):
+    train_dir, val_dir = captcha_folders
+    output = tmp_path / "model.keras"
+    summary = train.main(
+        ["--model", "cellnet_tiny", "--train-dir", str(train_dir), "--val-dir", str(val_dir), "--epochs", "2",
+         "--batch-size", "8", "--time-limit", "600", "--output", str(output), "--quiet"]
+    )  # fmt: skip
+    assert output.is_file() and summary["epochs_run"] == 2
+    result = evaluate.main([str(output), "--data", str(val_dir), "--json"])
+    assert result["images"] == 12, result
+    monkeypatch.setattr(sys, "stdin", io.StringIO("n\nq\n"))
+    inference.main(["--text", "--model", str(output), "--seed", "3"])
+    assert "#2  truth" in capsys.readouterr().out
+    submission = tmp_path / "class" / "student"
+    submission.mkdir(parents=True)
+    (submission / "my_model.keras").write_bytes(output.read_bytes())
+    result = grade.main(
+        [str(tmp_path / "class"), "--train", "never", "--val-dir", str(val_dir), "--sandbox", "none",
+         "--output", str(tmp_path / "grades.csv")]
+    )  # fmt: skip
+    assert [row["status"] for row in result["rows"]] == ["graded"], result["rows"]
