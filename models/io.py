@@ -44,6 +44,9 @@ def save_model(model: keras.Model, path: str | Path) -> Path:
     Legacy layers are replaced by their built-in forms on the way
     (`models.layers.replace_legacy_layers`), and what the model records
     (`models.metadata`) is written as the archive's `captcha_kit.json`.
+    Batch normalisation is written unsynchronised: `synchronized` only means
+    something in TensorFlow's distributed training (`training.distribute`),
+    and other backends refuse to load it.
 
     Args:
         model: A Functional model.
@@ -55,10 +58,26 @@ def save_model(model: keras.Model, path: str | Path) -> Path:
     path = _check_suffix(path)
     portable = replace_legacy_layers(model)
     plain = keras.Model(portable.inputs, portable.outputs, name=model.name)
-    with atomic_path(path) as temporary:
-        plain.save(temporary)
-        _write_metadata(temporary, model)
+    synchronized = [layer for layer in all_layers(plain) if getattr(layer, "synchronized", False)]
+    try:
+        for layer in synchronized:
+            layer.synchronized = False
+        with atomic_path(path) as temporary:
+            plain.save(temporary)
+            _write_metadata(temporary, model)
+    finally:
+        for layer in synchronized:
+            layer.synchronized = True
     return path
+
+
+def all_layers(layer):
+    """`layer` and every layer inside it, through nested models and wrappers such as TimeDistributed."""
+    yield layer
+    for child in getattr(layer, "layers", []):
+        yield from all_layers(child)
+    if isinstance(getattr(layer, "layer", None), keras.layers.Layer):
+        yield from all_layers(layer.layer)
 
 
 def _write_metadata(path: Path, model: keras.Model) -> None:

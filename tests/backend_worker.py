@@ -3,6 +3,7 @@
     KERAS_BACKEND=jax python tests/backend_worker.py train INITIAL.keras DATA.npz SETTINGS_JSON OUT.npz
     KERAS_BACKEND=jax python tests/backend_worker.py predict MODEL.keras IMAGES.npy OUT.npy
     KERAS_BACKEND=jax python tests/backend_worker.py build NAME OPTIONS_JSON OUT.keras
+    KERAS_BACKEND=jax python tests/backend_worker.py distributed one|devices INITIAL.keras DATA.npz SETTINGS OUT.npz
 
 `tests/test_backends.py` calls the same functions in its own process and compares.
 """
@@ -54,6 +55,29 @@ def train(initial: str, data: str, settings: dict) -> list[np.ndarray]:
     return model.get_weights()
 
 
+def distributed(mode: str, initial: str, data: str, settings: dict) -> list[np.ndarray]:
+    """The weights after `settings["epochs"]` epochs of `initial` on `data`, on one device ("one") or split across
+    every device (mode "devices", `training.distribute`); the process must see two devices (two logical CPUs on
+    TensorFlow, which this sets up; XLA_FLAGS=--xla_force_host_platform_device_count=2 on JAX)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from models.io import load_model
+    from training.distribute import start
+    from training.objective import compiled_objective
+
+    arrays = np.load(data)
+    distribution = start(None if mode == "one" else mode)
+    assert mode == "one" or distribution.replicas == 2, distribution
+    with distribution.scope():
+        model = distribution.prepare(load_model(initial))
+        objective = compiled_objective(model, settings["learning_rate"], 8, name=settings.get("optimizer", "adam"))
+    objective.fit(arrays["images"], arrays["codes"], batch_size=8, epochs=settings["epochs"], shuffle=False, verbose=0)
+    return model.get_weights()
+
+
 def predict(model_path: str, images: str) -> np.ndarray:
     from models.reader import load_reader
 
@@ -67,6 +91,9 @@ if __name__ == "__main__":
     elif command == "train":
         weights = train(arguments[0], arguments[1], json.loads(arguments[2]))
         np.savez(arguments[3], *weights)
+    elif command == "distributed":
+        weights = distributed(arguments[0], arguments[1], arguments[2], json.loads(arguments[3]))
+        np.savez(arguments[4], *weights)
     elif command == "predict":
         np.save(arguments[2], predict(arguments[0], arguments[1]))
     else:

@@ -135,3 +135,27 @@ def test_train_evaluate_inference_and_grade_run_on_this_backend(captcha_folders,
          "--output", str(tmp_path / "grades.csv")]
     )  # fmt: skip
     assert [row["status"] for row in result["rows"]] == ["graded"], result["rows"]
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_data_parallel_steps_on_two_devices_equal_steps_on_one(tmp_path, backend):
+    """`training.distribute` on two virtual CPU devices: the same global batch, the same weights (within 1e-5)."""
+    pytest.importorskip("jax", reason="the JAX backend: pip install -r requirements-jax.txt")
+    initial, arrays = tmp_path / "initial.keras", data(tmp_path)
+    build("cellnet_tiny", {}, initial)  # Batch normalisation: its statistics must be the global batch's.
+    environment = {
+        **os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    }  # fmt: skip
+    weights = {}
+    for mode in ("one", "devices"):
+        command = [sys.executable, str(WORKER), "distributed", mode, str(initial), str(arrays)]
+        command += ['{"learning_rate": 3e-3, "epochs": 2}', str(tmp_path / f"{mode}.npz")]
+        result = subprocess.run(command, env=environment, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+        saved = np.load(tmp_path / f"{mode}.npz")
+        weights[mode] = [saved[f"arr_{index}"] for index in range(len(saved.files))]
+    start = load_weights(initial, len(weights["one"]))
+    assert any(not np.allclose(after, before) for after, before in zip(weights["one"], start))
+    for one, parallel in zip(weights["one"], weights["devices"]):
+        np.testing.assert_allclose(parallel, one, atol=1e-5)

@@ -30,6 +30,11 @@ def test_known_accuracies_and_verdict(captcha_folders, constant_reader, tmp_path
     assert result["passed"] is True
     assert "PASS" in capsys.readouterr().out
 
+    # The course's data: the course's 30% bar applies without being asked for.
+    result = evaluate.main([str(path), "--data", str(val_dir)])
+    assert result["threshold"] == 0.3 and result["passed"] is bool(min(expected) >= 0.3)
+    assert ("PASS" if result["passed"] else "FAIL") in capsys.readouterr().out
+
     result = evaluate.main([str(path), "--data", str(val_dir), "--threshold", "0.99", "--json"])
     assert result["passed"] is False
     output = capsys.readouterr().out

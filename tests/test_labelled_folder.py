@@ -46,6 +46,11 @@ def test_train_evaluate_and_predict_on_a_split_folder(labelled_folder, tmp_path,
     assert result["images"] == 6
     assert result["position_accuracies"] == summary["test"]["position_accuracies"]
     assert result["whole_accuracy"] == summary["test"]["whole_accuracy"]
+    # Not the course's data: no verdict (and exit status 0) unless --threshold asks for one.
+    capsys.readouterr()
+    plain = evaluate.main([str(output), "--data", str(images), "--labels", str(labels)])
+    printed = capsys.readouterr().out
+    assert plain["passed"] is None and plain["threshold"] is None and "PASS" not in printed and "FAIL" not in printed
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main([str(output), "--data", str(images), "--labels", str(labels), "--alphabet", "digits"])
     assert exit_info.value.code == 2 and "Received: Alphabet" in capsys.readouterr().err

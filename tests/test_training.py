@@ -213,3 +213,26 @@ def test_a_run_at_chance_is_told_what_to_try(capsys):
     for epoch, accuracy in enumerate((0.10, 0.30, 0.60)):
         learning.on_epoch_end(epoch, {"val_mean_accuracy": accuracy})
     assert learning.stuck_after is None and "Stuck" not in capsys.readouterr().out
+
+
+def test_a_distributed_run_refuses_a_batch_the_devices_cannot_share_and_saves_plain_batch_norm(tmp_path):
+    from models.io import all_layers, save_model
+    from training.distribute import Distribution
+    from training.run import check_distribution
+
+    two = Distribution("devices", replicas=2)
+    with pytest.raises(ValueError, match="--batch-size 63 cannot be split across 2 devices"):
+        check_distribution(Recipe(batch_size=63), two)
+    with pytest.raises(ValueError, match="--labelled-batch-size 3"):
+        check_distribution(Recipe(mean_teacher=True, labelled_batch_size=3, train_dir="x"), two)
+    check_distribution(Recipe(batch_size=64), two)
+    # TensorFlow's replicas synchronise batch normalisation; the file never says so (other backends refuse it).
+    model = models.get_model("cellnet_tiny", alphabet=ALPHABET, image_size=IMAGE_SIZE)
+    norms = [layer for layer in all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms
+    for layer in norms:
+        layer.synchronized = True
+    save_model(model, tmp_path / "model.keras")
+    assert all(layer.synchronized for layer in norms)
+    reloaded = load_model(tmp_path / "model.keras")
+    assert not any(getattr(layer, "synchronized", False) for layer in all_layers(reloaded))

@@ -247,6 +247,8 @@ class Objective(keras.Model):
         with tf.GradientTape() as tape:
             loss, outputs = self.forward(data)
         variables = self.model.trainable_variables
+        # Under a tf.distribute strategy each replica's loss is the mean over its part of the batch, and the
+        # steps equal one device's on the whole batch as they are (tests/test_backends.py checks it).
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         self.after_step()
         return self.report(loss, outputs)

@@ -145,6 +145,16 @@ class Recipe:
         metavar="SECONDS",
     )
     seed: int = option(0, "random seed of the weights, the shuffles and the drawn images", "optimisation")
+    distribute: str | None = option(
+        None,
+        "data-parallel training, --batch-size split across the devices: alone, every device of this machine "
+        "(MirroredStrategy on TensorFlow, DataParallel on JAX); 'multi-worker', several machines (TF_CONFIG, or "
+        "jax.distributed's JAX_COORDINATOR_ADDRESS); see docs/training.md",
+        "optimisation",
+        nargs="?",
+        const="devices",
+        choices=("devices", "multi-worker"),
+    )
     # semi-supervised (Mean Teacher)
     mean_teacher: bool = option(
         False, "train the model as the student of an EMA teacher on labelled and unlabelled images", "Mean Teacher"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,8 @@ from training.callbacks import (
     completed_epochs,
 )
 from training.data import TrainingData, fresh_images, images_per_step, load_training_data, training_batches
+from training.distribute import Distribution
+from training.distribute import start as start_distribution
 from training.history import read_history
 from training.objective import MeanTeacherSettings, Objective, compiled_objective
 from training.recipe import Recipe
@@ -111,6 +114,24 @@ def build_model(recipe: Recipe, image_size) -> keras.Model:
         raise ValueError(f"--model {recipe.model} takes no {' or '.join(names)}: {error}") from None
     except FileNotFoundError as error:
         raise ValueError(str(error)) from None
+
+
+def check_distribution(recipe: Recipe, distribution: Distribution) -> None:
+    """Refuses a batch the devices cannot share, and Mean Teacher on TensorFlow replicas."""
+    if distribution.replicas > 1:
+        names = ("labelled_batch_size", "unlabelled_batch_size") if recipe.mean_teacher else ("batch_size",)
+        for name in names:
+            size = getattr(recipe, name)
+            if size % distribution.replicas:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} {size} cannot be split across {distribution.replicas} devices; "
+                    f"pass a multiple of {distribution.replicas}."
+                )
+        if recipe.mean_teacher and keras.backend.backend() == "tensorflow":
+            raise ValueError(
+                "--mean-teacher with --distribute runs on the JAX backend (KERAS_BACKEND=jax); TensorFlow's "
+                "replicas cannot update the teacher's mirrored weights."
+            )
 
 
 def timed_schedule(recipe: Recipe) -> bool:
@@ -205,6 +226,11 @@ def train(recipe: Recipe, force: bool = False, resume: bool = False, quiet: bool
     if recipe.learning_rate is None:
         recipe = recipe.replace(learning_rate=rate)
     recipe.check()
+    distribution = start_distribution(recipe.distribute)
+    check_distribution(recipe, distribution)
+    if not distribution.chief:  # Only the chief writes the run's files; the others work in a temporary folder.
+        scratch = Path(tempfile.mkdtemp(prefix="captcha-kit-worker-"))
+        recipe = recipe.replace(output=str(scratch / Path(recipe.output).name))
     files = RunFiles(check_output(recipe, force, resume))
     started = time.time()
     data = load_training_data(recipe, files.split, files.labelled)
@@ -213,12 +239,15 @@ def train(recipe: Recipe, force: bool = False, resume: bool = False, quiet: bool
     batches = training_batches(recipe, data)
     steps_per_epoch = len(batches)
     if resume:
-        model, objective, initial_epoch, best, best_epoch = restore(recipe, files, steps_per_epoch)
+        with distribution.scope():
+            model, objective, initial_epoch, best, best_epoch = restore(recipe, files, steps_per_epoch)
+        distribution.prepare(model)
         batches = training_batches(recipe, data, first_epoch=initial_epoch)
     else:
         keras.utils.set_random_seed(recipe.seed)
-        model = build_model(recipe, data.image_size)
-        objective = build_objective(recipe, model, steps_per_epoch)
+        with distribution.scope():
+            model = distribution.prepare(build_model(recipe, data.image_size))
+            objective = build_objective(recipe, model, steps_per_epoch)
         initial_epoch, best, best_epoch = 0, -math.inf, None
         for stale in (files.last_model, files.last_weights):  # A stale state must never be resumed with this recipe.
             stale.unlink(missing_ok=True)
