@@ -1,23 +1,20 @@
-"""Data-parallel training over several devices or hosts, on each backend's own engine.
+"""Data-parallel training over the devices of this machine, on each backend's own engine.
 
-    python train.py --distribute                  # every device of this machine
-    python train.py --distribute multi-worker     # several machines (TF_CONFIG on TensorFlow; jax.distributed on JAX)
+    python train.py --distribute          # every GPU, or every CPU device, of this machine
 
 Nothing here is home-made: on TensorFlow the model and its objective are
-built in the scope of a `tf.distribute.MirroredStrategy` (one machine) or a
-`MultiWorkerMirroredStrategy` (several, each told its part by `TF_CONFIG`),
-and Keras's `fit` splits every batch across the replicas; on JAX
-`keras.distribution.DataParallel` over `jax.devices()` (after
-`jax.distributed.initialize()` for several hosts) shards each batch along
-the devices and XLA reduces the gradients. `--batch-size` stays the global
-batch, so the steps per epoch and the learning-rate schedule are those of
-one device.
+built in the scope of a `tf.distribute.MirroredStrategy`, and Keras's `fit`
+splits every batch across the replicas; on JAX
+`keras.distribution.DataParallel` over `jax.devices()` shards each batch
+along the devices and XLA reduces the gradients. `--batch-size` stays the
+global batch, so the steps per epoch and the learning-rate schedule are
+those of one device.
 
 One device and many compute the same step, to float rounding: the
 objective's loss is the mean over the global batch, and on TensorFlow batch
-normalisation takes its statistics over the global batch (`synchronized`, which `models.io.save_model` never writes into
-a file, as other backends refuse it). Only the chief (worker 0) writes the
-run's files; the other workers write theirs to a temporary folder.
+normalisation takes its statistics over the global batch (`synchronized`,
+which `models.io.save_model` never writes into a file, as other backends
+refuse it).
 """
 
 from __future__ import annotations
@@ -29,7 +26,7 @@ import keras
 
 from models.io import all_layers
 
-MODES = ("devices", "multi-worker")
+MODES = ("devices",)
 
 
 @dataclass
@@ -55,7 +52,7 @@ class Distribution:
 
 
 def start(mode: str | None) -> Distribution:
-    """Sets up `mode` ("devices", "multi-worker" or None: one device) on the Keras backend in use.
+    """Sets up `mode` ("devices", or None: one device) on the Keras backend in use.
 
     Raises:
         ValueError: An unknown mode, or a backend without data-parallel training here.
@@ -68,11 +65,6 @@ def start(mode: str | None) -> Distribution:
     if backend == "tensorflow":
         import tensorflow as tf
 
-        if mode == "multi-worker":
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
-            resolver = strategy.cluster_resolver
-            chief = resolver.task_type in (None, "chief") or (resolver.task_type == "worker" and resolver.task_id == 0)
-            return Distribution(mode, strategy.num_replicas_in_sync, chief, strategy)
         # Every GPU; without one, every CPU device (one unless logical devices were configured).
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         strategy = tf.distribute.MirroredStrategy([device.name for device in devices])
@@ -80,8 +72,6 @@ def start(mode: str | None) -> Distribution:
     if backend == "jax":
         import jax
 
-        if mode == "multi-worker":
-            jax.distributed.initialize()  # The coordinator from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, ...
         devices = jax.devices()
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
         return Distribution(mode, len(devices), jax.process_index() == 0)

@@ -147,13 +147,12 @@ class Recipe:
     seed: int = option(0, "random seed of the weights, the shuffles and the drawn images", "optimisation")
     distribute: str | None = option(
         None,
-        "data-parallel training, --batch-size split across the devices: alone, every device of this machine "
-        "(MirroredStrategy on TensorFlow, DataParallel on JAX); 'multi-worker', several machines (TF_CONFIG, or "
-        "jax.distributed's JAX_COORDINATOR_ADDRESS); see docs/training.md",
+        "data-parallel training over every device of this machine (MirroredStrategy on TensorFlow, DataParallel "
+        "on JAX), --batch-size split across them; see docs/training.md",
         "optimisation",
         nargs="?",
         const="devices",
-        choices=("devices", "multi-worker"),
+        choices=("devices",),
     )
     # semi-supervised (Mean Teacher)
     mean_teacher: bool = option(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,9 +227,6 @@ def train(recipe: Recipe, force: bool = False, resume: bool = False, quiet: bool
     recipe.check()
     distribution = start_distribution(recipe.distribute)
     check_distribution(recipe, distribution)
-    if not distribution.chief:  # Only the chief writes the run's files; the others work in a temporary folder.
-        scratch = Path(tempfile.mkdtemp(prefix="captcha-kit-worker-"))
-        recipe = recipe.replace(output=str(scratch / Path(recipe.output).name))
     files = RunFiles(check_output(recipe, force, resume))
     started = time.time()
     data = load_training_data(recipe, files.split, files.labelled)
@@ -278,13 +274,14 @@ def train(recipe: Recipe, force: bool = False, resume: bool = False, quiet: bool
         )
     if recipe.patience:
         callbacks.append(keras.callbacks.EarlyStopping("val_mean_accuracy", mode="max", patience=recipe.patience))
+    validation = ArrayBatches(data.val.images, data.val.codes, batch_size=256)
     train_started, interrupted = time.time(), False
     try:
         objective.fit(
             batches,
             epochs=recipe.epochs,
             initial_epoch=initial_epoch,
-            validation_data=ArrayBatches(data.val.images, data.val.codes, batch_size=256),
+            validation_data=validation,
             verbose=0,
             callbacks=callbacks,
         )
