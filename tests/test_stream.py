@@ -109,3 +109,14 @@ def test_generator_options_reach_the_generator():
     assert not np.array_equal(uniform, weighted)  # Same seeds, another font list: other images.
     with pytest.raises(ValueError, match="hard_font_weight"):
         GeneratedBatches(4, Alphabet(), generator_options={"hard_font_weight": 0}, workers=0)
+
+
+def test_the_recipe_sets_how_many_processes_draw_and_how_often_images_serve():
+    from training.data import TrainingData, training_batches
+    from training.recipe import Recipe
+
+    recipe = Recipe(fresh_images=8, draw_workers=2, reuse=2)
+    batches = training_batches(recipe, TrainingData(None, None, None, None, "fresh"))
+    assert batches.workers == 2 and batches.use_multiprocessing and batches.reuse == 2
+    with pytest.raises(ValueError, match="--draw-workers must be at least 1"):
+        Recipe(draw_workers=0).check()

@@ -195,6 +195,7 @@ def training_batches(recipe: Recipe, data: TrainingData, first_epoch: int = 0):
             seed=f"{recipe.seed}/fresh",
             generator_options={"hard_font_weight": recipe.hard_font_weight} if recipe.hard_font_weight != 1 else None,
             first_epoch=first_epoch,
+            workers=recipe.draw_workers,
             reuse=recipe.reuse,
         )
     return ArrayBatches(

@@ -96,6 +96,13 @@ class Recipe:
         "data",
         metavar="EPOCHS",
     )
+    draw_workers: int = option(
+        1,
+        "with fresh images: processes drawing them while the model trains (each takes about a CPU core's "
+        "worth when drawing is the bottleneck)",
+        "data",
+        metavar="N",
+    )
     train_count: int = option(30_000, "images to generate when the default capts_train/ is missing", "data")
     val_count: int = option(5_000, "images to generate when the default capts_val/ is missing", "data")
     augment: bool = option(
@@ -238,6 +245,8 @@ class Recipe:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive. Received: {value}")
+        if self.draw_workers < 1:
+            raise ValueError(f"--draw-workers must be at least 1. Received: {self.draw_workers}")
         if self.reuse < 1:
             raise ValueError(f"--reuse must be at least 1. Received: {self.reuse}")
         if self.hard_font_weight < 1:
