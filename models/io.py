@@ -46,7 +46,9 @@ def save_model(model: keras.Model, path: str | Path) -> Path:
     (`models.metadata`) is written as the archive's `captcha_kit.json`.
     Batch normalisation is written unsynchronised: `synchronized` only means
     something in TensorFlow's distributed training (`training.distribute`),
-    and other backends refuse to load it.
+    and other backends refuse to load it. A model trained in mixed precision
+    is written computing in float32 (its weights are float32 already), the
+    precision every reader expects.
 
     Args:
         model: A Functional model.
@@ -58,6 +60,8 @@ def save_model(model: keras.Model, path: str | Path) -> Path:
     path = _check_suffix(path)
     portable = replace_legacy_layers(model)
     plain = keras.Model(portable.inputs, portable.outputs, name=model.name)
+    if any(layer.dtype_policy.name != "float32" for layer in all_layers(plain)):
+        plain = float32_copy(plain)
     synchronized = [layer for layer in all_layers(plain) if getattr(layer, "synchronized", False)]
     try:
         for layer in synchronized:
@@ -69,6 +73,23 @@ def save_model(model: keras.Model, path: str | Path) -> Path:
         for layer in synchronized:
             layer.synchronized = True
     return path
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """The same Functional model and weights with every layer computing in float32 (from mixed precision)."""
+
+    def to_float32(value):
+        if isinstance(value, dict):
+            if value.get("class_name") == "DTypePolicy":
+                return {**value, "config": {**value["config"], "name": "float32"}}
+            return {key: to_float32(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [to_float32(item) for item in value]
+        return value
+
+    copy = keras.Model.from_config(to_float32(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def all_layers(layer):

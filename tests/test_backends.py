@@ -159,3 +159,26 @@ def test_data_parallel_steps_on_two_devices_equal_steps_on_one(tmp_path, backend
     assert any(not np.allclose(after, before) for after, before in zip(weights["one"], start))
     for one, parallel in zip(weights["one"], weights["devices"]):
         np.testing.assert_allclose(parallel, one, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_gpu_recipe_runs_end_to_end_on_this_cpu(tmp_path):
+    """bench/gpu_reference.sh train with a tiny model and sets: draws, trains in mixed precision on JAX, compares."""
+    pytest.importorskip("jax", reason="the JAX backend: pip install -r requirements-jax.txt")
+    repository = Path(__file__).resolve().parent.parent
+    environment = {
+        **os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path), "VAL_COUNT": "32", "TEST_COUNT": "32",
+        "EXTRA": "--model cellnet_tiny --fresh-images 128 --epochs 2 --batch-size 32", "CUDA_VISIBLE_DEVICES": "",
+    }  # fmt: skip
+    result = subprocess.run(
+        ["bash", str(repository / "bench" / "gpu_reference.sh"), "train", "60"],
+        env=environment, cwd=repository, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    comparison = json.loads((tmp_path / "comparison.json").read_text())
+    assert comparison["test_images"] == 32 and comparison["epochs_run"] == 2
+    assert comparison["reference"]["mean_accuracy"] > 0.8  # The shipped model, read on JAX.
+    summary = json.loads((tmp_path / "gpu_reference.json").read_text())
+    assert summary["options"]["mixed_precision"] and summary["options"]["reuse"] == 2
+    for name in ("gpu_reference.keras", "gpu_reference.history.csv", "gpu_reference.curves.png"):
+        assert (tmp_path / name).is_file()

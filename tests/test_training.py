@@ -236,3 +236,23 @@ def test_a_distributed_run_refuses_a_batch_the_devices_cannot_share_and_saves_pl
     assert all(layer.synchronized for layer in norms)
     reloaded = load_model(tmp_path / "model.keras")
     assert not any(getattr(layer, "synchronized", False) for layer in all_layers(reloaded))
+
+
+def test_a_model_trained_in_mixed_precision_is_saved_computing_in_float32(tmp_path):
+    from models.io import all_layers, model_alphabet, save_model
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = models.get_model("cellnet_tiny", alphabet=ALPHABET, image_size=IMAGE_SIZE)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert {layer.dtype_policy.name for layer in all_layers(model)} == {"mixed_bfloat16"}
+    save_model(model, tmp_path / "model.keras")
+    saved = load_model(tmp_path / "model.keras")
+    assert {layer.dtype_policy.name for layer in all_layers(saved)} == {"float32"}
+    for ours, theirs in zip(model.get_weights(), saved.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+    images = data(4)[0].astype("float32")
+    mixed, plain = (keras.ops.convert_to_numpy(reader(images)).astype("float32") for reader in (model, saved))
+    np.testing.assert_allclose(plain, mixed, atol=2e-2)  # bfloat16 keeps about 3 significant digits.
+    assert model_alphabet(saved) == ALPHABET

@@ -152,6 +152,12 @@ class Recipe:
         metavar="SECONDS",
     )
     seed: int = option(0, "random seed of the weights, the shuffles and the drawn images", "optimisation")
+    mixed_precision: bool = option(
+        False,
+        "compute in bfloat16 with float32 weights (Keras's mixed_bfloat16 policy; for GPUs); the saved model "
+        "computes in float32",
+        "optimisation",
+    )
     distribute: str | None = option(
         None,
         "data-parallel training over every device of this machine (MirroredStrategy on TensorFlow, DataParallel "

@@ -241,6 +241,8 @@ def train(recipe: Recipe, force: bool = False, resume: bool = False, quiet: bool
         batches = training_batches(recipe, data, first_epoch=initial_epoch)
     else:
         keras.utils.set_random_seed(recipe.seed)
+        if recipe.mixed_precision:
+            keras.config.set_dtype_policy("mixed_bfloat16")  # For the layers built below.
         with distribution.scope():
             model = distribution.prepare(build_model(recipe, data.image_size))
             objective = build_objective(recipe, model, steps_per_epoch)
