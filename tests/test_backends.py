@@ -5,6 +5,7 @@ Each test runs on the backend of the test process and compares with TensorFlow, 
 weights give the same weights, and a `.keras` file reads the same whichever backend saved it.
 """
 
+import importlib.util
 import io
 import json
 import os
@@ -45,6 +46,22 @@ def data(tmp_path) -> Path:
     path = tmp_path / "data.npz"
     np.savez(path, images=rng.integers(0, 256, (16, 24, 40, 3)).astype("uint8"), codes=rng.integers(0, 10, (16, 2)))
     return path
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed (docs/training.md)")
+def test_pytorch_takes_the_same_steps_as_this_backend(tmp_path):
+    """Where torch is installed: the objective's PyTorch step from the same weights gives the same weights."""
+    initial, arrays = tmp_path / "initial.keras", data(tmp_path)
+    build("cellnet_tiny", {}, initial)
+    settings = {"learning_rate": 3e-3, "epochs": 2}
+    ours = train_steps(initial, arrays, settings)
+    environment = {**os.environ, "KERAS_BACKEND": "torch", "CUDA_VISIBLE_DEVICES": ""}
+    command = [sys.executable, str(WORKER), "train", str(initial), str(arrays), json.dumps(settings)]
+    result = subprocess.run([*command, str(tmp_path / "torch.npz")], env=environment, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    theirs = np.load(tmp_path / "torch.npz")
+    for index, mine in enumerate(ours):
+        np.testing.assert_allclose(mine, theirs[f"arr_{index}"], atol=1e-4, rtol=1e-3)
 
 
 @pytest.mark.parametrize(

@@ -254,12 +254,15 @@ class Objective(keras.Model):
         return self.report(loss, outputs)
 
     def torch_train_step(self, data):
+        import torch
+
         self.zero_grad()
         loss, outputs = self.forward(data)
         loss.backward()
         variables = self.model.trainable_variables
-        self.optimizer.apply([variable.value.grad for variable in variables], variables)
-        self.after_step()
+        with torch.no_grad():
+            self.optimizer.apply([variable.value.grad for variable in variables], variables)
+            self.after_step()
         return self.report(loss, outputs)
 
     def jax_train_step(self, state, data):
