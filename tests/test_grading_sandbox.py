@@ -38,6 +38,7 @@ pytestmark = pytest.mark.xdist_group("grading")
 HOSTILE_MARKER = "captcha-kit-hostile-daemon"
 
 
+@pytest.mark.slow  # 15 s: the sandbox's other tests stay in the default run.
 def test_a_hostile_submission_is_contained_and_the_next_one_scores_as_alone(tmp_path, captcha_folders, constant_reader):
     require_sandbox()
     train_dir, val_dir = captcha_folders

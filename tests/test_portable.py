@@ -78,6 +78,7 @@ def check_plain_keras_scores(names, folder: Path, image_size=(144, 256)):
 TINY_SAMPLE = ["cellnet_tiny", "crnn_ctc_tiny", "efficientnet_lite0_tiny"]
 
 
+@pytest.mark.slow  # 10 s: test_plain_and_kit_models_are_graded keeps a plain-Keras load in the default run.
 def test_tiny_models_load_with_plain_keras(tmp_path):
     check_plain_keras_scores(TINY_SAMPLE, tmp_path)
 

@@ -83,6 +83,7 @@ def test_any_alphabet_and_length(alphabet):
     assert decode_with_confidence(scores, alphabet, "seq2seq")[0].shape == (2, alphabet.length)
 
 
+@pytest.mark.slow  # 9 s: test_models fits cnn_seq2seq_tiny in the default run.
 @pytest.mark.usefixtures("eager_functions")
 def test_teacher_forced_steps_lower_the_loss_of_the_greedy_reader():
     """A few teacher-forced steps on four images lower the loss of the greedy decoder users get."""

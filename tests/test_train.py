@@ -137,7 +137,8 @@ def restored_objective(tmp_path, recipe, steps_per_epoch):
     return objective
 
 
-@pytest.mark.parametrize("model", ["cellnet_tiny", pytest.param("crnn_ctc_tiny", marks=pytest.mark.slow)])
+@pytest.mark.slow  # 9 s and more; test_training's checkpoint tests cover --resume's state in the default run.
+@pytest.mark.parametrize("model", ["cellnet_tiny", "crnn_ctc_tiny"])
 def test_ctrl_c_keeps_the_best_model_and_resume_continues(captcha_folders, tmp_path, monkeypatch, capsys, model):
     train_dir, val_dir = captcha_folders
     output = tmp_path / "run.keras"

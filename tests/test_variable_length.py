@@ -131,6 +131,7 @@ def test_train_evaluate_and_predict_variable_lengths(variable_folders, tmp_path,
     assert saved["options"]["min_length"] == 2
 
 
+@pytest.mark.slow  # 8 s: test_models fits crnn_ctc_tiny in the default run.
 def test_ctc_training_lowers_the_loss_of_labels_of_several_lengths():
     """The -1 padding reaches the CTC loss as shorter targets: a few steps on four images lower it."""
     import keras
