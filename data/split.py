@@ -100,7 +100,8 @@ def read_split(path: str | Path) -> dict[str, list[str]]:
 
 
 def select(data: LabelledImages, filenames) -> LabelledImages:
-    """The images of `data` whose file names are in `filenames`, in `data`'s order.
+    """The images of `data` whose file names are in `filenames`, in `data`'s order; `data`'s skipped files go with
+    them (they are the folder's, to be reported however it is split).
 
     Raises:
         ValueError: Some names are not images of `data`.
@@ -111,12 +112,15 @@ def select(data: LabelledImages, filenames) -> LabelledImages:
         missing = sorted(wanted - set(data.filenames))
         raise ValueError(f"{len(missing)} images of the split are not in the data (first: {missing[0]}).")
     if not indices:
-        return LabelledImages(images=data.images[:0], labels=[], codes=data.codes[:0], filenames=[])
+        return LabelledImages(
+            images=data.images[:0], labels=[], codes=data.codes[:0], filenames=[], skipped=list(data.skipped)
+        )
     return LabelledImages(
         images=data.images[indices],
         labels=[data.labels[index] for index in indices],
         codes=data.codes[indices],
         filenames=[data.filenames[index] for index in indices],
+        skipped=list(data.skipped),
     )
 
 

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 
 import pytest
 from cli_helpers import refused
@@ -46,6 +47,18 @@ def test_train_evaluate_and_predict_on_a_split_folder(labelled_folder, tmp_path,
     assert result["images"] == 6
     assert result["position_accuracies"] == summary["test"]["position_accuracies"]
     assert result["whole_accuracy"] == summary["test"]["whole_accuracy"]
+    # An image the labels file does not list is counted and named, by evaluate (split or not) and by train.py.
+    extra = tmp_path / "with_extra"
+    shutil.copytree(images, extra)
+    shutil.copy(next(images.iterdir()), extra / "unlisted.png")
+    split_file = str(tmp_path / "run" / "model.split.csv")
+    capsys.readouterr()
+    counted = evaluate.main([str(output), "--data", str(extra), "--labels", str(labels), "--split-file", split_file])
+    assert counted["skipped"] == 1 and "unlisted.png: not listed in labels.txt" in capsys.readouterr().err
+    again = ["--data", str(extra), "--labels", str(labels), "--split-file", split_file, "--alphabet"]
+    again += [alphabet.characters, "--length", "3", "--model", model, "--epochs", "1", "--quiet"]
+    train.main([*again, "--output", str(tmp_path / "again" / "model.keras")])
+    assert capsys.readouterr().out.count("Skipped 1 files") == 1
     # Not the course's data: no verdict (and exit status 0) unless --threshold asks for one.
     capsys.readouterr()
     plain = evaluate.main([str(output), "--data", str(images), "--labels", str(labels)])

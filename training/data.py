@@ -61,7 +61,11 @@ class TrainingData:
         )
         if self.unlabelled is not None:
             line += f"; {len(self.unlabelled):,} unlabelled images"
-        for loaded, folder in ((self.train, recipe.train_dir or recipe.data), (self.val, recipe.val_dir)):
+        # One folder split in three reports its skipped files once.
+        sources = (
+            [(self.train, recipe.data)] if recipe.data else [(self.train, recipe.train_dir), (self.val, recipe.val_dir)]
+        )
+        for loaded, folder in sources:
             if loaded is not None and loaded.skipped:
                 line += "\n" + describe_skipped(loaded, folder)
         return line
