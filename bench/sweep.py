@@ -41,6 +41,7 @@ import numpy as np
 
 from core.files import write_json
 from training.history import read_history
+from training.recipe import Recipe
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY / "bench" / "results" / "sweep"  # `--results-dir` moves it.
@@ -92,11 +93,6 @@ def prepare_folders(work: Path) -> None:
             (work / folder / ".complete").touch()
 
 
-def recipe_of(config: Path) -> dict:
-    values = json.loads(config.read_text())
-    return {key.replace("-", "_"): value for key, value in values.items() if key != "comment"}
-
-
 def calibrate(config: Path, work: Path, results: Path) -> dict:
     """The recipe's training images/s and validation seconds, from the second of two short epochs; cached."""
     path = results / f"{config.stem}.calibration.json"
@@ -145,16 +141,16 @@ def run_recipe(
         done = json.loads(path.read_text())
         if not (redo_contended and done.get("contended")):
             return done
-    recipe = recipe_of(config)
+    recipe = Recipe.from_file(config)  # Refuses a bad config before anything runs.
     fit_seconds = minutes * 60 - MARGIN_SECONDS
     arguments = ["--config", str(config), "--seed", str(seed), "--val-dir", str(work / "capts_val"),
                  "--test-dir", str(work / "capts_test"), "--time-limit", f"{fit_seconds:.0f}", "--output",
                  "model.keras", "--quiet"]  # fmt: skip
-    epochs = recipe.get("epochs", 10)
+    epochs = recipe.epochs
     fresh, contended_calibration = None, False
-    if not (recipe.get("train_dir") or recipe.get("data")):
+    if recipe.uses_fresh_images:
         calibration = calibrate(config, work, results)
-        fresh = images_per_epoch(calibration, fit_seconds, epochs, recipe.get("batch_size", 64))
+        fresh = images_per_epoch(calibration, fit_seconds, epochs, recipe.batch_size)
         contended_calibration = calibration["contended"]
         arguments += ["--fresh-images", str(fresh)]
     folder = work / f"{config.stem}_seed{seed}"
@@ -167,7 +163,7 @@ def run_recipe(
     result = {
         "recipe": config.stem,
         "config": str(config.relative_to(REPOSITORY)) if config.is_relative_to(REPOSITORY) else str(config),
-        "options": recipe,
+        "options": json.loads(config.read_text()),
         "seed": seed,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",

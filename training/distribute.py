@@ -31,11 +31,10 @@ MODES = ("devices",)
 
 @dataclass
 class Distribution:
-    """Where a run trains: its number of replicas, whether this process is the chief, and the build scope."""
+    """Where a run trains: its number of replicas and the build scope."""
 
     mode: str | None = None
     replicas: int = 1
-    chief: bool = True
     strategy: object = field(default=None, repr=False)
 
     def scope(self):
@@ -68,11 +67,11 @@ def start(mode: str | None) -> Distribution:
         # Every GPU; without one, every CPU device (one unless logical devices were configured).
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         strategy = tf.distribute.MirroredStrategy([device.name for device in devices])
-        return Distribution(mode, strategy.num_replicas_in_sync, True, strategy)
+        return Distribution(mode, strategy.num_replicas_in_sync, strategy)
     if backend == "jax":
         import jax
 
         devices = jax.devices()
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-        return Distribution(mode, len(devices), jax.process_index() == 0)
+        return Distribution(mode, len(devices))
     raise ValueError(f"--distribute runs on the tensorflow and jax backends. Received: KERAS_BACKEND={backend}")
