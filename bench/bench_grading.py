@@ -8,7 +8,8 @@ the course's own images, single-threaded, which is about a minute on one
 core at the default), so the three runs do the same work:
 - `grade.py --jobs 1 --cores 1`,
 - `grade.py --jobs 2 --cores 1`,
-- `grade.py --scheduler` a `distributed.LocalCluster` of 2 workers, 1 thread each (`--cores 1`).
+- `grade.py --scheduler` a `distributed.LocalCluster` of 2 workers, 1 thread each (`--cores 1`),
+  with the grading cluster's settings (`grading/dask.yaml`).
 It also measures the sandbox's start-up overhead per submission: a Python
 that does nothing, started through the launcher and bubblewrap (namespaces,
 staged read-only mounts, limits) against started directly, median of
@@ -121,7 +122,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--output", default=str(RESULTS / "grading.json"), help="the results file")
     args = parser.parse_args(argv)
 
+    import dask
     from distributed import LocalCluster
+
+    from grading.distributed import dask_settings
 
     from data.generate import generate_folder
 
@@ -134,7 +138,10 @@ def main(argv=None) -> dict:
         runs = {}
         for name, extra in (("jobs1", ["--jobs", "1", "--cores", "1"]), ("jobs2", ["--jobs", "2", "--cores", "1"])):
             runs[name] = timed_grading(root, folder / "course", folder / f"{name}.csv", extra)
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with (
+            dask.config.set(dask_settings()),  # As docs/grading.md starts a grading cluster.
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        ):
             extra = ["--scheduler", cluster.scheduler_address, "--cores", "1"]
             runs["dask2"] = timed_grading(root, folder / "course", folder / "dask.csv", extra)
     for run in runs.values():

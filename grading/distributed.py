@@ -1,7 +1,7 @@
 """Grading on a Dask cluster: each submission is sent to a worker, graded there in the sandbox, its row sent back.
 
-    dask scheduler                                   # on one machine (prints its address)
-    dask worker tcp://HOST:8786 --nthreads 2 --nworkers 1   # on each grading machine, from the kit's folder
+    DASK_CONFIG=grading/dask.yaml dask scheduler     # on one machine (prints its address)
+    DASK_CONFIG=grading/dask.yaml dask worker tcp://HOST:8786 --nthreads 2 --nworkers 1   # on each grading machine
     python grade.py submissions/ --scheduler tcp://HOST:8786
 
 A worker grades exactly as `grade.py` does on one machine (`grading.worker`,
@@ -15,9 +15,10 @@ fingerprint), rather than decoding the folder a second time.
 
 A worker that dies mid-grading (the machine lost, the process killed) costs
 one retry: the submission is sent again, to whichever worker the scheduler
-picks, and marked `worker_lost` if that one dies too. For exactly that, start
-the scheduler with `DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0`;
-otherwise the scheduler itself first retries up to its default three times.
+picks, and marked `worker_lost` if that one dies too. For exactly that, the
+scheduler runs with `grading/dask.yaml` (allowed failures 0); otherwise it
+first retries up to its default three times itself. The same file turns off
+the workers' bookkeeping that would take CPU from the sandboxed trainings.
 """
 
 from __future__ import annotations
@@ -45,6 +46,23 @@ MAX_SUBMISSION_BYTES = 512 * 1024**2  # An archive larger than this is not sent 
 MAX_LOG_BYTES = 1024**2  # The end of a worker's log that comes back with the row.
 _worker_state = {"lock": threading.Lock(), "images": {}}
 MAX_SLOTS = 64  # Concurrent gradings per machine when each run has all CPUs (slots then only separate users).
+DASK_CONFIG_FILE = Path(__file__).with_name("dask.yaml")
+
+
+def dask_settings(path: Path = DASK_CONFIG_FILE) -> dict:
+    """The grading cluster's Dask settings as dotted keys, for `dask.config.set` (a `LocalCluster` in-process)."""
+    import yaml
+
+    def flatten(tree: dict, prefix: str = "") -> dict:
+        settings = {}
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                settings.update(flatten(value, f"{prefix}{key}."))
+            else:
+                settings[f"{prefix}{key}"] = value
+        return settings
+
+    return flatten(yaml.safe_load(path.read_text()))
 
 
 def pack_submission(folder: Path, limit: int = MAX_SUBMISSION_BYTES) -> bytes:

@@ -20,6 +20,7 @@ from grading_helpers import (
 )
 
 import grade
+from grading.distributed import dask_settings
 
 # One xdist worker runs every grading test: they share job slots, CPUs and sandbox users.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("grading")]
@@ -52,7 +53,7 @@ def dask_cluster():
     import dask
     from distributed import LocalCluster
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+    with dask.config.set(dask_settings()):  # The grading cluster's own settings, as the docs start it.
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
         try:
             yield cluster

@@ -55,3 +55,16 @@ def test_otherwise_a_worker_decodes_its_own(grader_copy, case):
     own, sha256 = distributed._worker_images(options, Alphabet(), spec)
     assert own != folder and sha256 == spec["val_sha256"]  # decoded from the course folder: the true images
     assert read_private_copy(own, expected_sha256=spec["val_sha256"]).sha256 == sha256
+
+
+def test_the_grading_clusters_settings_are_dask_settings_that_change_its_defaults():
+    import dask
+    import distributed as dask_distributed  # noqa: F401  (loads its defaults into dask.config)
+
+    settings = distributed.dask_settings()
+    assert settings["distributed.scheduler.allowed-failures"] == 0
+    assert settings["distributed.worker.profile.enabled"] is False
+    for key, value in settings.items():
+        default = dask.config.get(key)  # A misspelt key raises KeyError: Dask would ignore it.
+        assert value != default, key
+        assert type(value) is type(default), key
