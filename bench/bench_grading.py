@@ -125,9 +125,8 @@ def main(argv=None) -> dict:
     import dask
     from distributed import LocalCluster
 
-    from grading.distributed import dask_settings
-
     from data.generate import generate_folder
+    from grading.distributed import dask_settings
 
     overhead = sandbox_overhead(args.calls)
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as folder:
