@@ -52,6 +52,10 @@ class ArrayBatches(keras.utils.PyDataset):
     def __len__(self) -> int:
         return -(-len(self.images) // self.batch_size)
 
+    def batch_rows(self, index: int) -> int:
+        """The number of images in batch `index`, without reading them."""
+        return len(self.order[index * self.batch_size : (index + 1) * self.batch_size])
+
     def __getitem__(self, index):
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         if self.shuffle:
@@ -189,3 +193,49 @@ class _EndlessOrder:
         return np.concatenate(
             [self.order_of(cycle)[positions[cycles == cycle] % self.count] for cycle in np.unique(cycles)]
         )
+
+
+class ProcessShard(keras.utils.PyDataset):
+    """This process's part of every batch of `batches`, for training on several processes (hosts) at once.
+
+    Every process builds the same `batches` (the same seed, so the same
+    order and augmentation) and keeps rows `index` * n .. (`index` + 1) * n - 1
+    of each batch of B rows, n = B // `count`; JAX puts the processes' parts
+    back together in process order, so the global batches are those of one
+    process. A last batch that `count` does not divide loses its last
+    B % `count` rows (fewer than `count` images an epoch), and one of fewer
+    rows than `count` is left out where `batches` tells its size (`batch_rows`).
+
+    Args:
+        batches: A `keras.utils.PyDataset` whose batches are arrays or tuples of arrays of equal length.
+        index: This process's number, from 0.
+        count: The number of processes.
+    """
+
+    def __init__(self, batches, index: int, count: int):
+        super().__init__()
+        if not 0 <= index < count:
+            raise ValueError(f"`index` must be in [0, {count}). Received: index={index}")
+        self.batches, self.index, self.count = batches, index, count
+        self.length = len(batches)
+        if self.length and hasattr(batches, "batch_rows") and batches.batch_rows(self.length - 1) < count:
+            self.length -= 1
+
+    def __len__(self) -> int:
+        return self.length
+
+    def on_epoch_begin(self):
+        self.batches.on_epoch_begin()
+
+    def on_epoch_end(self):
+        self.batches.on_epoch_end()
+
+    def __getitem__(self, index):
+        if not 0 <= index < self.length:
+            raise IndexError(f"batch {index} of an epoch of {self.length} batches")
+        batch = self.batches[index]
+        rows = len(keras.tree.flatten(batch)[0]) // self.count
+        if rows == 0:
+            raise ValueError(f"batch {index} has fewer rows than the {self.count} processes that share it")
+        part = slice(self.index * rows, (self.index + 1) * rows)
+        return keras.tree.map_structure(lambda array: array[part], batch)

@@ -23,6 +23,7 @@ import grade
 import inference
 import models
 import train
+from core.alphabet import Alphabet
 from core.quiet import load_keras
 
 keras = load_keras()
@@ -176,6 +177,56 @@ def test_data_parallel_steps_on_two_devices_equal_steps_on_one(tmp_path, backend
     assert any(not np.allclose(after, before) for after, before in zip(weights["one"], start))
     for one, parallel in zip(weights["one"], weights["devices"]):
         np.testing.assert_allclose(parallel, one, atol=1e-5)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_worker_processes_train_one_model_and_only_the_chief_writes_it(captcha_folders, tmp_path):
+    """train.py --distribute multi-worker in two processes on 127.0.0.1: equal weights, one model file, and the
+    steps of one process with the same global batches (weights within 1e-5)."""
+    pytest.importorskip("jax", reason="the JAX backend: pip install -r requirements-jax.txt")
+    train_dir, val_dir = captcha_folders
+    repository = Path(__file__).resolve().parent.parent
+    arguments = ["--model", "cellnet_tiny", "--train-dir", str(train_dir), "--val-dir", str(val_dir),
+                 "--epochs", "2", "--batch-size", "8", "--quiet"]  # fmt: skip
+    environment = {**os.environ, "KERAS_BACKEND": "jax", "CUDA_VISIBLE_DEVICES": "", "XLA_FLAGS": ""}
+    address = f"127.0.0.1:{free_port()}"
+    workers = []
+    for process in (0, 1):
+        cluster = {"KERAS_DISTRIBUTION_JOB_ADDRESSES": address, "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+                   "KERAS_DISTRIBUTION_PROCESS_ID": str(process)}  # fmt: skip
+        folder = tmp_path / f"process{process}"
+        folder.mkdir()
+        command = [sys.executable, str(repository / "train.py"), *arguments, "--distribute", "multi-worker"]
+        workers.append(subprocess.Popen(
+            [*command, "--output", str(folder / "model.keras")], env={**environment, **cluster}, cwd=repository,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        ))  # fmt: skip
+    outputs = [worker.communicate(timeout=300)[0] for worker in workers]
+    for worker, output in zip(workers, outputs):
+        assert worker.returncode == 0, output[-3000:]
+    chief = json.loads((tmp_path / "process0" / "model.json").read_text())
+    assert chief["processes"] == 2 and chief["epochs_run"] == 2
+    assert f"weights {chief['weights_sha256'][:12]}" in outputs[1]  # The other process's own fingerprint.
+    assert sorted(path.name for path in (tmp_path / "process1").iterdir()) == []  # Only the chief writes.
+    single = subprocess.run(
+        [sys.executable, str(repository / "train.py"), *arguments, "--output", str(tmp_path / "one.keras")],
+        env=environment, cwd=repository, capture_output=True, text=True,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
+    expected = keras.models.load_model(tmp_path / "one.last.keras").get_weights()
+    trained = keras.models.load_model(tmp_path / "process0" / "model.last.keras").get_weights()
+    keras.utils.set_random_seed(0)  # As train.py builds the model (--seed 0).
+    start = models.get_model("cellnet_tiny", alphabet=Alphabet("0123456789", 4), image_size=(144, 256)).get_weights()
+    assert any(not np.allclose(after, before) for after, before in zip(expected, start))
+    for one, two in zip(expected, trained):
+        np.testing.assert_allclose(two, one, atol=1e-5)
 
 
 @pytest.mark.slow

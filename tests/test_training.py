@@ -237,6 +237,45 @@ def test_a_distributed_run_refuses_a_batch_the_devices_cannot_share_and_saves_pl
     assert not any(getattr(layer, "synchronized", False) for layer in all_layers(reloaded))
 
 
+def test_each_process_keeps_its_equal_part_of_every_batch_in_process_order():
+    from data.batches import ArrayBatches, ProcessShard
+
+    images, codes = np.arange(10)[:, None] * np.ones((10, 3)), np.arange(10)
+    whole = ArrayBatches(images, codes, batch_size=4)  # Batches of 4, 4 and 2 rows.
+    parts = [ProcessShard(ArrayBatches(images, codes, batch_size=4), index, 2) for index in (0, 1)]
+    assert len(parts[0]) == len(whole) == 3
+    for batch in range(3):
+        joined = np.concatenate([part[batch][1] for part in parts])
+        np.testing.assert_array_equal(joined, whole[batch][1])  # Process 0's rows first, as JAX joins them.
+        np.testing.assert_array_equal(parts[1][batch][0][:, 0], parts[1][batch][1])  # Images stay with codes.
+    three = ProcessShard(ArrayBatches(images, codes, batch_size=4), 2, 3)
+    assert three[0][1].tolist() == [2]  # 4 rows: one each, the fourth left out.
+    assert len(three) == 2  # The last batch, 2 rows, cannot give each of 3 processes one.
+    with pytest.raises(ValueError, match="index"):
+        ProcessShard(whole, 2, 2)
+
+
+def test_a_multi_worker_run_names_what_it_lacks_and_refuses_to_resume(monkeypatch):
+    from training.distribute import CLUSTER_VARIABLES, Distribution, start_workers
+    from training.run import check_distribution
+
+    with pytest.raises(ValueError, match="runs on the JAX backend.*20585"):
+        start_workers("tensorflow")
+    for name in CLUSTER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+    with pytest.raises(ValueError, match="needs KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_PROCESS_ID"):
+        start_workers("jax")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", "127.0.0.1:1234")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "2")
+    with pytest.raises(ValueError, match="PROCESS_ID=2 must be at least 0 and below"):
+        start_workers("jax")
+    workers = Distribution("multi-worker", replicas=2, processes=2, process_index=1)
+    assert not workers.chief
+    with pytest.raises(ValueError, match="--resume continues a run on one machine"):
+        check_distribution(Recipe(batch_size=64), workers, resume=True)
+
+
 def test_a_model_trained_in_mixed_precision_is_saved_computing_in_float32(tmp_path):
     from models.io import all_layers, model_alphabet, save_model
 

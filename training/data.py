@@ -175,8 +175,31 @@ def load_unlabelled(recipe: Recipe, train, rest, labelled_sets, labelled_folder)
     return np.concatenate(arrays) if len(arrays) > 1 else np.asarray(arrays[0])
 
 
-def training_batches(recipe: Recipe, data: TrainingData, first_epoch: int = 0):
-    """The `keras.utils.PyDataset` that `fit` trains on; a resumed run draws the images of the epochs still to do."""
+def training_batches(recipe: Recipe, data: TrainingData, first_epoch: int = 0, distribution=None):
+    """The `keras.utils.PyDataset` that `fit` trains on; a resumed run draws the images of the epochs still to do.
+
+    With several processes (`training.distribute.Distribution`), this
+    process's part of every batch: a share of the new CAPTCHAs drawn from a
+    seed of its own, or its rows of the batches that every process builds alike.
+    """
+    processes, index = (distribution.processes, distribution.process_index) if distribution else (1, 0)
+    if data.train is None:
+        return GeneratedBatches(
+            fresh_images(recipe) // processes,
+            recipe.alphabet_spec,
+            recipe.batch_size // processes,
+            seed=f"{recipe.seed}/fresh" + (f"/process{index}" if processes > 1 else ""),
+            generator_options={"hard_font_weight": recipe.hard_font_weight} if recipe.hard_font_weight != 1 else None,
+            first_epoch=first_epoch,
+            workers=recipe.draw_workers,
+            reuse=recipe.reuse,
+        )
+    batches = _folder_batches(recipe, data, first_epoch)
+    return distribution.shard(batches) if distribution else batches
+
+
+def _folder_batches(recipe: Recipe, data: TrainingData, first_epoch: int):
+    """The batches of a run on fixed images: Mean Teacher's mixed batches, or shuffled labelled batches."""
     augment = ImageAugmentation(seed=recipe.seed) if recipe.augment else None
     if recipe.mean_teacher:
         return MixedBatches(
@@ -190,17 +213,6 @@ def training_batches(recipe: Recipe, data: TrainingData, first_epoch: int = 0):
             views=2 if recipe.teacher_noise and augment else 1,
             seed=recipe.seed,
             first_epoch=first_epoch,
-        )
-    if data.train is None:
-        return GeneratedBatches(
-            fresh_images(recipe),
-            recipe.alphabet_spec,
-            recipe.batch_size,
-            seed=f"{recipe.seed}/fresh",
-            generator_options={"hard_font_weight": recipe.hard_font_weight} if recipe.hard_font_weight != 1 else None,
-            first_epoch=first_epoch,
-            workers=recipe.draw_workers,
-            reuse=recipe.reuse,
         )
     return ArrayBatches(
         data.train.images, data.train.codes, recipe.batch_size, shuffle=True, seed=recipe.seed, augment=augment

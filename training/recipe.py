@@ -161,11 +161,12 @@ class Recipe:
     distribute: str | None = option(
         None,
         "data-parallel training over every device of this machine (MirroredStrategy on TensorFlow, DataParallel "
-        "on JAX), --batch-size split across them; see docs/training.md",
+        "on JAX), --batch-size split across them; multi-worker: over the processes, usually one per machine, "
+        "that the KERAS_DISTRIBUTION_* variables name (JAX); see docs/training.md",
         "optimisation",
         nargs="?",
         const="devices",
-        choices=("devices",),
+        choices=("devices", "multi-worker"),
     )
     # semi-supervised (Mean Teacher)
     mean_teacher: bool = option(

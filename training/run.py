@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,8 +117,13 @@ def build_model(recipe: Recipe, image_size) -> keras.Model:
         raise ValueError(str(error)) from None
 
 
-def check_distribution(recipe: Recipe, distribution: Distribution) -> None:
-    """Refuses a batch the devices cannot share, and Mean Teacher on TensorFlow replicas."""
+def check_distribution(recipe: Recipe, distribution: Distribution, resume: bool = False) -> None:
+    """Refuses a batch the devices cannot share, Mean Teacher on TensorFlow replicas, and resuming many processes."""
+    if distribution.processes > 1 and resume:
+        raise ValueError(
+            "--resume continues a run on one machine; a multi-worker run restarts from the start "
+            "(or resume its chief's files without --distribute multi-worker)."
+        )
     if distribution.replicas > 1:
         names = ("labelled_batch_size", "unlabelled_batch_size") if recipe.mean_teacher else ("batch_size",)
         for name in names:
@@ -226,19 +233,29 @@ def train(recipe: Recipe, force: bool = False, resume: bool = False, quiet: bool
         recipe = recipe.replace(learning_rate=rate)
     recipe.check()
     distribution = start_distribution(recipe.distribute)
-    check_distribution(recipe, distribution)
-    files = RunFiles(check_output(recipe, force, resume))
+    check_distribution(recipe, distribution, resume)
+    if not distribution.chief:  # Only the chief writes the run's files; this process's go to a temporary folder.
+        scratch = Path(tempfile.mkdtemp(prefix="captcha-kit-worker-"))
+        try:
+            return train_on(recipe, distribution, RunFiles(scratch / Path(recipe.output).name), resume, quiet)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return train_on(recipe, distribution, RunFiles(check_output(recipe, force, resume)), resume, quiet)
+
+
+def train_on(recipe: Recipe, distribution: Distribution, files: RunFiles, resume: bool, quiet: bool) -> dict:
+    """`train`'s work once the distribution is started and the run's files are chosen."""
     started = time.time()
     data = load_training_data(recipe, files.split, files.labelled)
     data_seconds = time.time() - started
     print(data.describe(recipe, data_seconds), flush=True)
-    batches = training_batches(recipe, data)
+    batches = training_batches(recipe, data, distribution=distribution)
     steps_per_epoch = len(batches)
     if resume:
         with distribution.scope():
             model, objective, initial_epoch, best, best_epoch = restore(recipe, files, steps_per_epoch)
         distribution.prepare(model)
-        batches = training_batches(recipe, data, first_epoch=initial_epoch)
+        batches = training_batches(recipe, data, first_epoch=initial_epoch, distribution=distribution)
     else:
         keras.utils.set_random_seed(recipe.seed)
         if recipe.mixed_precision:
@@ -276,7 +293,7 @@ def train(recipe: Recipe, force: bool = False, resume: bool = False, quiet: bool
         )
     if recipe.patience:
         callbacks.append(keras.callbacks.EarlyStopping("val_mean_accuracy", mode="max", patience=recipe.patience))
-    validation = ArrayBatches(data.val.images, data.val.codes, batch_size=256)
+    validation = distribution.shard(ArrayBatches(data.val.images, data.val.codes, batch_size=256))
     train_started, interrupted = time.time(), False
     try:
         objective.fit(
@@ -295,6 +312,20 @@ def train(recipe: Recipe, force: bool = False, resume: bool = False, quiet: bool
             flush=True,
         )
     train_seconds = time.time() - train_started
+    fingerprint = None if interrupted else distribution.check_same_weights(model)
+    distribution.end()
+    if not distribution.chief:
+        if interrupted:
+            raise KeyboardInterrupt
+        print(
+            f"Process {distribution.process_index} of {distribution.processes} done (weights {fingerprint[:12]}, "
+            "the chief's); the chief wrote the model and the run's files."
+        )
+        return {
+            "process": distribution.process_index,
+            "processes": distribution.processes,
+            "weights_sha256": fingerprint,
+        }
     if checkpoint.best_epoch is None:
         if interrupted:
             raise KeyboardInterrupt
@@ -303,7 +334,7 @@ def train(recipe: Recipe, force: bool = False, resume: bool = False, quiet: bool
         write_json(files.last_state, {"recipe": recipe.to_dict(), "finished": True})
     outcome = Outcome(
         checkpoint, time_limit, stuck, steps_per_epoch, initial_epoch if resume else None, interrupted,
-        data_seconds, train_seconds, model.count_params(),
+        data_seconds, train_seconds, model.count_params(), distribution.processes, fingerprint,
     )  # fmt: skip
     return summarise(recipe, files, data, outcome)
 
@@ -321,6 +352,8 @@ class Outcome:
     data_seconds: float
     train_seconds: float
     parameters: int
+    processes: int = 1
+    weights_sha256: str | None = None  # Of the last epoch's weights (every process's, when several train).
 
 
 def stuck_advice(recipe: Recipe) -> str:
@@ -396,6 +429,8 @@ def summarise(recipe: Recipe, files: RunFiles, data: TrainingData, outcome: Outc
         "test": test_result,
         "history_file": str(files.history),
         "curves_file": str(files.curves),
+        "processes": outcome.processes,
+        "weights_sha256": outcome.weights_sha256,
     }
     summary = rounded(summary)
     write_json(files.summary, summary)
