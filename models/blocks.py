@@ -43,10 +43,16 @@ def preprocess(images, crop=(0, 0), downscale: int = 1, foreground: bool = False
     return x
 
 
-def conv_bn_relu(x, filters: int, name: str):
-    """3x3 convolution, batch normalisation, ReLU."""
+def conv_bn_relu(x, filters: int, name: str, momentum: float = 0.99):
+    """3x3 convolution, batch normalisation, ReLU.
+
+    `momentum` is that of the normalisation's moving statistics, which
+    inference reads: Keras's 0.99 averages about the last 100 batches, 0.9
+    (PyTorch's default) the last 10, which keeps up with weights that change
+    fast, as on small sets at a high learning rate.
+    """
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=momentum, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
