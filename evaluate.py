@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=DEFAULT_DATA, help="folder of labelled images (default: %(default)s)")
     parser.add_argument("--labels", default=None, help="optional 'FILENAME LABEL' file for --data")
     parser.add_argument(
+        "--label-corrections", default=None, help="optional 'FILENAME WRONG RIGHT' file (python -m data.audit)"
+    )
+    parser.add_argument(
         "--split-file", default=None, help="a split written by train.py --data: score only the --subset images"
     )
     parser.add_argument(
@@ -101,7 +104,9 @@ def main(argv=None) -> dict:
         reader = load_reader(args.model, alphabet_from_arguments(args, optional=True))
         alphabet = reader.alphabet
         check_data_folder(args.data)
-        data = load_labelled_folder(args.data, alphabet, labels_file=args.labels, strict=not args.skip_bad)
+        data = load_labelled_folder(
+            args.data, alphabet, labels_file=args.labels, strict=not args.skip_bad, corrections=args.label_corrections
+        )
         if args.split_file:
             data = select(data, read_split(args.split_file)[args.subset])
         predicted = reader.codes(data.images, batch_size=args.batch_size)

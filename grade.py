@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--train-dir", default="capts_train", help="course training images (default: %(default)s)")
     group.add_argument("--val-dir", default="capts_val", help="course validation images (default: %(default)s)")
     group.add_argument("--labels", default=None, help="optional 'FILENAME LABEL' file for --val-dir")
+    group.add_argument(
+        "--label-corrections", default=None, help="optional 'FILENAME WRONG RIGHT' file of --val-dir's label errors"
+    )
     group.add_argument("--strict-data", action="store_true", help="stop at an unusable validation image")
     group = parser.add_argument_group("scoring")
     group.add_argument("--model-file", default="my_model.keras", help="model file of each submission")

@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 from core.alphabet import add_alphabet_arguments
 from training.recipe import Recipe
@@ -41,7 +42,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """One option per field of `Recipe`, its help and default taken from the field; None means "not given"."""
     groups = {name: parser.add_argument_group(name) for name in GROUPS}
     for field in dataclasses.fields(Recipe):
-        if field.metadata["group"] == "alphabet":
+        if field.metadata["group"] in ("alphabet", "internal"):
             continue
         flag = "--" + field.name.replace("_", "-")
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
@@ -76,14 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def recipe_from_arguments(args: argparse.Namespace) -> Recipe:
-    """The recipe of `--config` (or the defaults), with every option given on the command line on top."""
+    """The recipe of `--config` (or the defaults), with every option given on the command line on top.
+
+    Without a model named in either, the fields neither sets are left to the
+    automatic recipe (`training.auto`), which fills them on a real folder.
+    """
+    from training.auto import automatic_fields
+
     recipe = Recipe.from_file(args.config) if args.config else Recipe()
     given = {
         field.name: getattr(args, field.name)
         for field in dataclasses.fields(Recipe)
-        if getattr(args, field.name) is not None
+        if field.metadata["group"] != "internal" and getattr(args, field.name) is not None
     }
-    return recipe.replace(**given)
+    in_config = set(json.loads(Path(args.config).read_text())) if args.config else set()
+    return recipe.replace(**given, automatic=automatic_fields(set(given) | in_config))
 
 
 def main(argv=None) -> dict:

@@ -102,6 +102,7 @@ def load_labelled_folder(
     cache: bool = True,
     workers: int | None = None,
     strict: bool = True,
+    corrections: str | Path | None = None,
 ) -> LabelledImages:
     """Loads every labelled image of `folder`.
 
@@ -118,12 +119,14 @@ def load_labelled_folder(
             default for training), or skip bad files (invalid labels, files
             that do not decode, images of another size, labels-file entries
             without an image) and list them in `skipped` with the reason.
+        corrections: Optional `FILENAME WRONG RIGHT` file of confirmed label
+            errors (`data.labels.apply_corrections`).
 
     Returns:
         A `LabelledImages`.
     """
     folder = Path(folder)
-    found = find_labelled_images(folder, alphabet, labels_file, strict=strict)
+    found = find_labelled_images(folder, alphabet, labels_file, strict=strict, corrections=corrections)
     fingerprint = _fingerprint(found.paths, found.labels, image_size)
     cache_dir = cache_folder(folder, "labelled")
     cached = _read_cache(cache_dir, fingerprint) if cache else None

@@ -58,6 +58,58 @@ def read_labels_file(path: str | Path) -> dict[str, str]:
     return labels
 
 
+def read_corrections(path: str | Path) -> dict[str, tuple[str, str]]:
+    """Reads `FILENAME WRONG RIGHT` lines (confirmed label errors) into {filename: (wrong, right)}.
+
+    Blank lines and `#` comments are skipped.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: A line of another form, or a file corrected twice; the message names the line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Label corrections file not found: {path}")
+    corrections = {}
+    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) != 3:
+            raise ValueError(f"{path}:{line_number}: expected 'FILENAME WRONG RIGHT', received {line!r}")
+        filename, wrong, right = parts
+        if filename in corrections:
+            raise ValueError(f"{path}:{line_number}: {filename} is corrected twice")
+        corrections[filename] = (wrong, right)
+    return corrections
+
+
+def apply_corrections(candidates, corrections_file: str | Path):
+    """(path, label) pairs with the confirmed corrections of `corrections_file` applied.
+
+    A correction of a file that is not among `candidates` is left aside (one
+    file may correct a whole set, and a folder hold part of it).
+
+    Raises:
+        ValueError: A file's label is not the wrong label its correction names (the corrections are for
+            other labels).
+    """
+    corrections = read_corrections(corrections_file)
+    corrected = []
+    for path, label in candidates:
+        if Path(path).name in corrections:
+            wrong, right = corrections[Path(path).name]
+            if label != wrong:
+                raise ValueError(
+                    f"{corrections_file}: {Path(path).name} is labelled {label!r}, not {wrong!r} as its correction "
+                    "says; the corrections are for other labels."
+                )
+            label = right
+        corrected.append((path, label))
+    return corrected
+
+
 @dataclass
 class LabelledFiles:
     """Image paths with their labels, and the files that had to be skipped."""
@@ -72,6 +124,7 @@ def find_labelled_images(
     alphabet: Alphabet,
     labels_file: str | Path | None = None,
     strict: bool = True,
+    corrections: str | Path | None = None,
 ) -> LabelledFiles:
     """Lists the images of `folder` and their labels.
 
@@ -81,6 +134,8 @@ def find_labelled_images(
         labels_file: Optional `FILENAME LABEL` file; without it the labels come
             from the file names.
         strict: Raise on the first bad label (True) or skip and report it.
+        corrections: Optional `FILENAME WRONG RIGHT` file of confirmed label
+            errors, applied to the labels (`apply_corrections`).
 
     Returns:
         A `LabelledFiles` in file-name order.
@@ -106,6 +161,8 @@ def find_labelled_images(
                 skipped.append((path.name, f"not listed in {Path(labels_file).name}"))
     else:
         candidates = [(path, label_from_filename(path)) for path in files]
+    if corrections is not None:
+        candidates = apply_corrections(candidates, corrections)
 
     paths, labels = [], []
     for path, label in candidates:

@@ -114,16 +114,20 @@ def _worker_images(options: GradingOptions, alphabet: Alphabet, spec: dict):
     from data.dataset import load_labelled_folder
 
     labels_file, strict, grader_copy = spec["labels"], spec["strict"], spec.get("grader_copy") or {}
+    corrections = spec.get("corrections")
     folder = course_folder(str(options.data_folders["capts_val"]))
     # The grader's copy lives as long as its grading session: each session's copy is a key of its own.
-    key = (str(folder), labels_file, strict, alphabet.characters, alphabet.length, grader_copy.get("folder"))
+    key = (str(folder), labels_file, corrections, strict, alphabet.characters, alphabet.length)
+    key += (grader_copy.get("folder"),)
     with _worker_state["lock"]:
         if key not in _worker_state["images"] and grader_copy.get("host") == socket.gethostname():
             with contextlib.suppress(OSError, ValueError, KeyError):
                 read_private_copy(grader_copy["folder"], expected_sha256=spec["val_sha256"])
                 _worker_state["images"][key] = (Path(grader_copy["folder"]), spec["val_sha256"])
         if key not in _worker_state["images"]:
-            loaded = load_labelled_folder(folder, alphabet, labels_file=labels_file, cache=False, strict=strict)
+            loaded = load_labelled_folder(
+                folder, alphabet, labels_file=labels_file, cache=False, strict=strict, corrections=corrections
+            )
             val = grading_images(loaded.images, loaded.codes, loaded.labels)
             private = write_private_copy(val, tempfile.mkdtemp(prefix="captcha-kit-images-"))
             atexit.register(shutil.rmtree, private, ignore_errors=True)  # Kept for the worker's life, no longer.
@@ -215,7 +219,16 @@ def _grade_in_slot(name, packed, spec, options, alphabet, slot, work_root) -> di
 
 
 def grade_on_cluster(
-    address, submissions, alphabet, options, val_sha256, on_row, labels=None, strict=False, images_folder=None
+    address,
+    submissions,
+    alphabet,
+    options,
+    val_sha256,
+    on_row,
+    labels=None,
+    strict=False,
+    images_folder=None,
+    corrections=None,
 ) -> None:
     """Sends each submission to the Dask cluster at `address` and calls `on_row` with each row as it arrives.
 
@@ -238,6 +251,7 @@ def grade_on_cluster(
         "alphabet": [alphabet.characters, alphabet.length, alphabet.min_length],
         "val_sha256": val_sha256,
         "labels": labels,
+        "corrections": corrections,
         "strict": strict,
         "grader_copy": {"host": socket.gethostname(), "folder": str(images_folder)} if images_folder else None,
     }

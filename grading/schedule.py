@@ -76,6 +76,7 @@ def grade_class(
     progress: bool = True,
     val_sha256: str = "",
     labels: str | None = None,
+    corrections: str | None = None,
     strict: bool = False,
 ) -> list[dict]:
     """Grades every submission not graded yet and returns all rows, sorted by name.
@@ -92,6 +93,7 @@ def grade_class(
         progress: Show the progress bar.
         val_sha256: The images' fingerprint, which every Dask worker's own copy must match.
         labels: The validation labels file (for the Dask workers' own copies).
+        corrections: The validation labels' corrections file (likewise).
         strict: Whether unusable validation images were refused (likewise).
 
     Raises:
@@ -108,7 +110,16 @@ def grade_class(
             from grading.distributed import grade_on_cluster
 
             grade_on_cluster(
-                scheduler, pending, alphabet, options, val_sha256, collector.add, labels, strict, images_folder
+                scheduler,
+                pending,
+                alphabet,
+                options,
+                val_sha256,
+                collector.add,
+                labels,
+                strict,
+                images_folder,
+                corrections,
             )
         else:
             grade_locally(pending, images_folder, alphabet, options, jobs, collector.add)

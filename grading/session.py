@@ -94,7 +94,10 @@ def grade_folder(args, announce=print) -> dict:
                 raise FileNotFoundError(f"Course folder for {name}/ not found: {folder} (--train-dir, --val-dir)")
     alphabet = Alphabet()
     # Decoded afresh (no cache): a cache in the course folder is exactly what a submission could have altered.
-    loaded = load_labelled_folder(args.val_dir, alphabet, labels_file=args.labels, cache=False, strict=args.strict_data)
+    loaded = load_labelled_folder(
+        args.val_dir, alphabet, labels_file=args.labels, cache=False, strict=args.strict_data,
+        corrections=args.label_corrections,
+    )  # fmt: skip
     val = course.grading_images(loaded.images, loaded.codes, loaded.labels)
     listing = course.folder_listing_hash(args.val_dir)
     earlier = output.with_suffix(".json")
@@ -130,6 +133,7 @@ def grade_folder(args, announce=print) -> dict:
             regrade=args.regrade,
             val_sha256=val.sha256,
             labels=args.labels,
+            corrections=args.label_corrections,
             strict=args.strict_data,
         )
         intact = course.fingerprint(val.images, val.codes) == val.sha256 and course.copy_intact(private, val.sha256)

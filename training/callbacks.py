@@ -91,11 +91,12 @@ class StuckRun(keras.callbacks.Callback):
         classes: Characters of the alphabet (chance is 1 / classes per position).
         advice: What to try, for the message.
         after: The epoch at which to judge.
+        stop: Also stop training there (the automatic recipe then retries with its fallback).
     """
 
-    def __init__(self, classes: int, advice: str, after: int = 3):
+    def __init__(self, classes: int, advice: str, after: int = 3, stop: bool = False):
         super().__init__()
-        self.chance, self.advice, self.after = 1.0 / classes, advice, after
+        self.chance, self.advice, self.after, self.stop = 1.0 / classes, advice, after, stop
         self.stuck_after = None
 
     def on_epoch_end(self, epoch, logs=None):
@@ -108,6 +109,8 @@ class StuckRun(keras.callbacks.Callback):
             f"{self.chance:.1%}. {self.advice}",
             flush=True,
         )
+        if self.stop:
+            self.model.stop_training = True
 
 
 class HistoryLog(keras.callbacks.CSVLogger):

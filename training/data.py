@@ -61,6 +61,8 @@ class TrainingData:
         )
         if self.unlabelled is not None:
             line += f"; {len(self.unlabelled):,} unlabelled images"
+        if recipe.label_corrections:
+            line += f"; labels corrected by {recipe.label_corrections}"
         # One folder split in three reports its skipped files once.
         sources = (
             [(self.train, recipe.data)] if recipe.data else [(self.train, recipe.train_dir), (self.val, recipe.val_dir)]
@@ -118,14 +120,24 @@ def load_training_data(recipe: Recipe, split_path: Path, labelled_path: Path) ->
         ensure_folder(recipe, "val_dir", recipe.val_count, seed=f"{recipe.seed}/val")
     try:
         if recipe.data is None:
-            val = load_labelled_folder(recipe.val_dir, alphabet, labels_file=recipe.labels, strict=strict)
+            val = load_labelled_folder(
+                recipe.val_dir, alphabet, labels_file=recipe.labels, strict=strict, corrections=recipe.label_corrections
+            )
             test = load_test(recipe)
             if recipe.uses_fresh_images:
                 return TrainingData(None, val, test, None, f"fresh multicolorcaptcha images and {recipe.val_dir}/")
-            train = load_labelled_folder(recipe.train_dir, alphabet, labels_file=recipe.labels, strict=strict)
+            train = load_labelled_folder(
+                recipe.train_dir,
+                alphabet,
+                labels_file=recipe.labels,
+                strict=strict,
+                corrections=recipe.label_corrections,
+            )
             source = f"{recipe.train_dir}/ and {recipe.val_dir}/"
         else:
-            everything = load_labelled_folder(recipe.data, alphabet, labels_file=recipe.labels, strict=strict)
+            everything = load_labelled_folder(
+                recipe.data, alphabet, labels_file=recipe.labels, strict=strict, corrections=recipe.label_corrections
+            )
             if recipe.split_file:
                 split = read_split(recipe.split_file)
             else:
@@ -151,7 +163,9 @@ def load_test(recipe: Recipe) -> LabelledImages | None:
     """The `test_dir` images (named by their labels), or None."""
     if not recipe.test_dir:
         return None
-    return load_labelled_folder(recipe.test_dir, recipe.alphabet_spec, strict=not recipe.skip_bad)
+    return load_labelled_folder(
+        recipe.test_dir, recipe.alphabet_spec, strict=not recipe.skip_bad, corrections=recipe.label_corrections
+    )
 
 
 def load_unlabelled(recipe: Recipe, train, rest, labelled_sets, labelled_folder) -> np.ndarray:

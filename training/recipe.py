@@ -59,6 +59,8 @@ class Recipe:
         None, "keras.applications class of --model keras_application (default: MobileNetV3Small)", "model"
     )
     initial_model: str | None = option(None, "start from the architecture and weights of this .keras model", "model")
+    # Set by train.py, not an option: the fields the automatic recipe may choose (`training.auto`).
+    automatic: list = option([], "", "internal")
     output: str = option("my_model.keras", "where to save the best model", "model")
     # data
     train_dir: str | None = option(
@@ -74,6 +76,12 @@ class Recipe:
     split: str = option("0.8,0.1,0.1", "train,val[,test] fractions of --data", "data")
     split_seed: int = option(0, "seed of the --data split and of --labelled-count", "data")
     split_file: str | None = option(None, "reuse the split recorded in this file instead of --split", "data")
+    label_corrections: str | None = option(
+        None,
+        "a 'FILENAME WRONG RIGHT' file of confirmed label errors (python -m data.audit), applied to every "
+        "folder's labels",
+        "data",
+    )
     alphabet: str = option("digits", "", "alphabet")  # Command line: core.alphabet.add_alphabet_arguments.
     length: int = option(4, "", "alphabet")
     min_length: int | None = option(None, "", "alphabet")

@@ -27,8 +27,10 @@ import keras
 import models
 from core.files import atomic_path, rounded, write_json
 from data.batches import ArrayBatches
+from data.generate import read_manifest
 from models.io import load_model, model_alphabet
 from models.reader import evaluate_model, format_accuracies
+from training.auto import choose, fallback
 from training.callbacks import (
     AveragedWeights,
     BestModelCheckpoint,
@@ -243,12 +245,20 @@ def train(recipe: Recipe, force: bool = False, resume: bool = False, quiet: bool
     return train_on(recipe, distribution, RunFiles(check_output(recipe, force, resume)), resume, quiet)
 
 
-def train_on(recipe: Recipe, distribution: Distribution, files: RunFiles, resume: bool, quiet: bool) -> dict:
-    """`train`'s work once the distribution is started and the run's files are chosen."""
+def train_on(
+    recipe: Recipe, distribution: Distribution, files: RunFiles, resume: bool, quiet: bool, earlier: tuple = ()
+) -> dict:
+    """`train`'s work once the distribution is started and the run's files are chosen.
+
+    `earlier` holds the attempts before this one (an automatic run stuck at
+    chance is retried once with `training.auto.fallback`).
+    """
     started = time.time()
     data = load_training_data(recipe, files.split, files.labelled)
     data_seconds = time.time() - started
     print(data.describe(recipe, data_seconds), flush=True)
+    if recipe.automatic and not resume and not earlier:
+        recipe = automatic_recipe(recipe, data)
     batches = training_batches(recipe, data, distribution=distribution)
     steps_per_epoch = len(batches)
     if resume:
@@ -274,7 +284,8 @@ def train_on(recipe: Recipe, distribution: Distribution, files: RunFiles, resume
         files.model, objective.plain_models, best=best, best_epoch=best_epoch, averaged=averaged
     )
     time_limit = TimeLimit(recipe.time_limit) if recipe.time_limit else None
-    stuck = StuckRun(recipe.alphabet_spec.num_classes, stuck_advice(recipe))
+    retry = fallback(recipe) if recipe.automatic and not earlier else None
+    stuck = StuckRun(recipe.alphabet_spec.num_classes, stuck_advice(recipe), stop=retry is not None)
     callbacks = [
         *([averaged] if averaged else []),  # First: every epoch is validated with the average.
         EpochReport(recipe.epochs, steps_per_epoch, recipe.alphabet_spec.length, progress_bar=not quiet),
@@ -312,6 +323,18 @@ def train_on(recipe: Recipe, distribution: Distribution, files: RunFiles, resume
             flush=True,
         )
     train_seconds = time.time() - train_started
+    if retry is not None and stuck.stuck_after and not interrupted:
+        attempt = {
+            "model": recipe.model, "model_options": recipe.model_options, "learning_rate": recipe.learning_rate,
+            "stuck_after_epoch": stuck.stuck_after, "best_val_mean_accuracy": round(checkpoint.best, 4),
+            "train_seconds": round(train_seconds, 1),
+        }  # fmt: skip
+        second, why = retry
+        second = second.replace(learning_rate=models.recommended_learning_rate(second.model))
+        if recipe.time_limit:  # --time-limit bounds both attempts together.
+            second = second.replace(time_limit=max(60.0, recipe.time_limit - train_seconds))
+        print(f"Retrying once with the automatic recipe's fallback: {why}.", flush=True)
+        return train_on(second, distribution, files, False, quiet, earlier=(attempt,))
     fingerprint = None if interrupted else distribution.check_same_weights(model)
     distribution.end()
     if not distribution.chief:
@@ -334,7 +357,7 @@ def train_on(recipe: Recipe, distribution: Distribution, files: RunFiles, resume
         write_json(files.last_state, {"recipe": recipe.to_dict(), "finished": True})
     outcome = Outcome(
         checkpoint, time_limit, stuck, steps_per_epoch, initial_epoch if resume else None, interrupted,
-        data_seconds, train_seconds, model.count_params(), distribution.processes, fingerprint,
+        data_seconds, train_seconds, model.count_params(), distribution.processes, fingerprint, earlier,
     )  # fmt: skip
     return summarise(recipe, files, data, outcome)
 
@@ -354,6 +377,23 @@ class Outcome:
     parameters: int
     processes: int = 1
     weights_sha256: str | None = None  # Of the last epoch's weights (every process's, when several train).
+    earlier_attempts: tuple = ()  # Automatic runs stuck at chance before this one.
+
+
+def automatic_recipe(recipe: Recipe, data: TrainingData) -> Recipe:
+    """The automatic recipe's choices on a real folder, printed with their reasons; the course's defaults elsewhere."""
+    generated = recipe.train_dir and read_manifest(recipe.train_dir) or recipe.data and read_manifest(recipe.data)
+    if data.train is None or generated:
+        return recipe.replace(automatic=[])  # The assignment's data: its own defaults.
+    chosen, reasons = choose(recipe, data.image_size, len(data.train))
+    if chosen.learning_rate is None:
+        chosen = chosen.replace(learning_rate=models.recommended_learning_rate(chosen.model))
+        reasons.append(f"learning rate {chosen.learning_rate:g}: {chosen.model}'s own, with warm-up and cosine decay")
+    chosen.check()
+    print("Automatic recipe (no --model given; name one to choose yourself):", flush=True)
+    for reason in reasons:
+        print(f"  {reason}", flush=True)
+    return chosen
 
 
 def stuck_advice(recipe: Recipe) -> str:
@@ -429,6 +469,7 @@ def summarise(recipe: Recipe, files: RunFiles, data: TrainingData, outcome: Outc
         "test": test_result,
         "history_file": str(files.history),
         "curves_file": str(files.curves),
+        "earlier_attempts": list(outcome.earlier_attempts),
         "processes": outcome.processes,
         "weights_sha256": outcome.weights_sha256,
     }

@@ -1,0 +1,112 @@
+"""The automatic recipe for real labelled folders (`training.auto`): what it chooses, and when."""
+
+import shutil
+
+import keras
+import pytest
+
+import train
+from training.auto import AUTOMATIC_FIELDS, automatic_fields, choose, fallback
+from training.callbacks import StuckRun
+from training.recipe import Recipe
+
+AUTOMATIC = Recipe(automatic=list(AUTOMATIC_FIELDS))
+
+
+def test_a_named_model_turns_the_automatic_recipe_off_and_given_fields_stay_the_users():
+    assert automatic_fields({"model"}) == [] and automatic_fields({"initial_model", "epochs"}) == []
+    left = automatic_fields({"epochs", "data", "labels"})
+    assert "epochs" not in left and {"model", "batch_size", "augment"} <= set(left)
+
+
+@pytest.mark.parametrize(
+    "size, count, downscale, batch, augment",
+    [
+        ((80, 240), 4002, 2, 64, False),  # cloud-4digit: half resolution, 63 steps an epoch.
+        ((30, 70), 7562, 1, 64, False),  # henan-4digit.
+        ((50, 200), 832, 1, 16, True),  # 1,040 five-character images: small batches, augmented.
+        ((144, 256), 400, 3, 16, True),
+    ],
+)
+def test_the_reader_and_its_schedule_follow_from_the_image_size_and_the_set_size(
+    size, count, downscale, batch, augment
+):
+    chosen, reasons = choose(AUTOMATIC, size, count)
+    assert chosen.model == "crnn_ctc" and chosen.model_options.get("downscale", 1) == downscale
+    assert chosen.batch_size == batch and chosen.augment == augment
+    assert 10 <= chosen.epochs <= 60 and chosen.patience == max(3, chosen.epochs // 4)
+    assert chosen.learning_rate is None  # The chosen model's own, set by the run.
+    assert len(reasons) >= 3 and reasons[0].startswith("model crnn_ctc")
+
+
+def test_only_the_automatic_fields_change_and_narrow_images_keep_enough_columns():
+    mine = Recipe(automatic=["model", "model_options"], batch_size=8, epochs=3)
+    chosen, _ = choose(mine, (80, 240), 4002)
+    assert (chosen.model, chosen.batch_size, chosen.epochs) == ("crnn_ctc", 8, 3)
+    narrow, _ = choose(AUTOMATIC.replace(length=6), (96, 56), 1000)  # 56 / 2 / 4 = 7 columns < 11 for 6 characters.
+    assert narrow.model_options == {}
+    retry, why = fallback(chosen)
+    assert retry.model == "fourblock" and retry.model_options == {"downscale": 2} and "fourblock" in why
+    assert fallback(retry) is None and fallback(Recipe(model="crnn_ctc")) is None
+
+
+def test_a_stuck_run_that_will_be_retried_stops_at_the_judging_epoch(capsys):
+    stuck = StuckRun(classes=10, advice="", after=3, stop=True)
+    stuck.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    for epoch, accuracy in enumerate((0.10, 0.11, 0.10)):
+        stuck.on_epoch_end(epoch, {"val_mean_accuracy": accuracy})
+    assert stuck.stuck_after == 3 and stuck.model.stop_training
+
+
+def unlisted_copy(source, folder):
+    """`source`'s images, named by their labels, in a folder that no generator made (no manifest)."""
+    folder.mkdir()
+    for path in source.glob("*.png"):
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+@pytest.mark.slow  # 12 s: a full-size crnn_ctc; the choices themselves are checked above.
+def test_train_without_a_model_on_a_real_folder_prints_and_records_its_choices(captcha_folders, tmp_path, capsys):
+    train_dir, _ = captcha_folders
+    folder = unlisted_copy(train_dir, tmp_path / "real")
+    summary = train.main(
+        ["--data", str(folder), "--split", "0.5,0.5", "--epochs", "1", "--output", str(tmp_path / "m.keras"), "--quiet"]
+    )
+    printed = capsys.readouterr().out
+    assert "Automatic recipe (no --model given" in printed and "downscale 3: 256x144 read at 85x48" in printed
+    options = summary["options"]
+    assert options["model"] == "crnn_ctc" and options["model_options"] == {"downscale": 3}
+    assert options["epochs"] == 1 and "epochs" not in options["automatic"]  # Given: honoured.
+    assert options["batch_size"] == 16 and options["augment"] and options["learning_rate"] == 1e-3
+
+
+def test_the_course_data_keeps_the_course_recipe(captcha_folders, tmp_path, capsys):
+    train_dir, val_dir = captcha_folders  # Generated folders: the assignment's data.
+    summary = train.main(
+        ["--train-dir", str(train_dir), "--val-dir", str(val_dir), "--epochs", "1",
+         "--output", str(tmp_path / "m.keras"), "--quiet"]
+    )  # fmt: skip
+    assert "Automatic recipe" not in capsys.readouterr().out
+    assert summary["options"]["model"] == "cellnet" and summary["options"]["automatic"] == []
+
+
+@pytest.mark.slow
+def test_an_automatic_run_stuck_at_chance_is_retried_once_with_the_other_reader(captcha_folders, tmp_path, capsys):
+    train_dir, _ = captcha_folders
+    folder = tmp_path / "real"
+    folder.mkdir()
+    lines = []
+    for index, path in enumerate(sorted(train_dir.glob("*.png"))):  # Labels that the images do not show.
+        shutil.copy(path, folder / path.name)
+        lines.append(f"{path.name} {index % 10}{(index * 7) % 10}{(index * 3) % 10}{(index + 5) % 10}\n")
+    (tmp_path / "labels.txt").write_text("".join(lines))
+    summary = train.main(
+        ["--data", str(folder), "--labels", str(tmp_path / "labels.txt"), "--split", "0.5,0.5", "--epochs", "4",
+         "--output", str(tmp_path / "m.keras"), "--quiet"]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert printed.count("Stuck:") >= 1 and "Retrying once with the automatic recipe's fallback: fourblock" in printed
+    (first,) = summary["earlier_attempts"]
+    assert first["model"] == "crnn_ctc" and first["stuck_after_epoch"] == 3
+    assert summary["options"]["model"] == "fourblock" and summary["epochs_run"] >= 3

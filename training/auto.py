@@ -1,0 +1,110 @@
+"""The automatic recipe for a labelled folder of real CAPTCHAs: chosen from the data, said with its reasons.
+
+    python train.py --data FOLDER --labels FILE --split 0.8,0.1,0.1   # no --model: the automatic recipe
+
+`train.py` without `--model` marks the fields that neither the command line
+nor `--config` sets as `Recipe.automatic`. On the assignment's data (new
+CAPTCHAs every epoch, or a generated folder) the defaults are the course's
+own recipe and nothing changes. On a real folder `choose` fills those
+fields from the training images, and the run prints each choice and why:
+
+- the model: `crnn_ctc`, which reads the characters as a sequence of
+  columns, so it needs no fixed positions and reads labels of several
+  lengths. On henan-4digit (70x30) it reads every image whose label is right
+  (98.4% whole, the label-noise ceiling) and on the dotted 240x80
+  cloud-4digit 99.85% per character (docs/results.md); with a
+  `downscale` that brings the image to at most `TARGET_HEIGHT` rows;
+- the batch: small enough for `MIN_STEPS_PER_EPOCH` steps an epoch (a small
+  set read in batches of 64 takes too few steps to leave CTC's all-blank
+  start), between 16 and 64;
+- the epochs: enough for about `TARGET_STEPS` steps, 10 to 60 of them, with
+  early stopping after a quarter of them without improvement;
+- light augmentation (small rotations, colour jitter) below
+  `SMALL_SET` training images;
+- the learning rate: the model's registered one, under the warm-up and
+  cosine schedule that every run uses.
+
+When such a run is stuck at chance (`training.callbacks.StuckRun`), it is
+stopped and retried once with `fallback` (the He-initialised `fourblock`,
+which reads small fixed-length sets well), and the summary reports both
+attempts. The ImageNet-pretrained backbone (`efficientnet_lite0`) is not
+chosen: on henan-4digit it read no better than `crnn_ctc` (97.9% against
+98.4% whole in the same 150 s, docs/results.md).
+"""
+
+from __future__ import annotations
+
+import math
+
+from training.recipe import Recipe
+
+# The fields the automatic recipe may set, and what it sets them to unless told.
+AUTOMATIC_FIELDS = ("model", "model_options", "batch_size", "epochs", "patience", "augment", "learning_rate")
+TARGET_HEIGHT = 48  # Rows the CNN reads at most: 240x80 dotted digits read as well at 40 rows, four times as fast.
+MIN_STEPS_PER_EPOCH = 50
+TARGET_STEPS = 1500  # cloud-4digit: crnn_ctc's validation settled after about 1,000 steps of 32 images.
+SMALL_SET = 2000
+FALLBACK_MODEL = "fourblock"
+
+
+def given_fields(command_line: dict, config: dict) -> set[str]:
+    """The recipe fields that the command line or the `--config` file sets."""
+    return set(command_line) | set(config)
+
+
+def automatic_fields(given: set[str]) -> list[str]:
+    """The fields left to the automatic recipe: all of `AUTOMATIC_FIELDS` unless a model was named."""
+    if "model" in given or "initial_model" in given:
+        return []
+    return [name for name in AUTOMATIC_FIELDS if name not in given]
+
+
+def choose(recipe: Recipe, image_size: tuple[int, int], train_count: int) -> tuple[Recipe, list[str]]:
+    """The recipe for `train_count` training images of `image_size`, with one reason per choice made.
+
+    Only the fields in `recipe.automatic` change.
+    """
+    height, width = image_size
+    alphabet = recipe.alphabet_spec
+    chosen, reasons = {}, []
+    downscale = max(1, round(height / TARGET_HEIGHT))
+    # crnn_ctc's columns: width / downscale / 4; CTC needs two per character, and one between repeats.
+    while downscale > 1 and width // downscale // 4 < 2 * alphabet.length - 1:
+        downscale -= 1
+    chosen["model"] = "crnn_ctc"
+    reasons.append(
+        "model crnn_ctc: reads the characters as a sequence of columns, wherever they stand"
+        + (
+            f" and of {alphabet.min_length} to {alphabet.length} characters"
+            if alphabet.min_length < alphabet.length
+            else ""
+        )
+    )
+    chosen["model_options"] = {"downscale": downscale} if downscale > 1 else {}
+    if downscale > 1:
+        reasons.append(f"downscale {downscale}: {width}x{height} read at {width // downscale}x{height // downscale}")
+    batch = 64
+    while batch > 16 and train_count / batch < MIN_STEPS_PER_EPOCH:
+        batch //= 2
+    chosen["batch_size"] = batch
+    steps = max(1, math.ceil(train_count / batch))
+    reasons.append(f"batch {batch}: {steps} steps an epoch for {train_count:,} training images")
+    epochs = min(60, max(10, math.ceil(TARGET_STEPS / steps)))
+    chosen["epochs"], chosen["patience"] = epochs, max(3, epochs // 4)
+    reasons.append(
+        f"{epochs} epochs (about {epochs * steps:,} steps), stopping after {chosen['patience']} without gain"
+    )
+    chosen["augment"] = train_count < SMALL_SET
+    if chosen["augment"]:
+        reasons.append(f"augmentation (rotation, colour jitter): fewer than {SMALL_SET:,} training images")
+    chosen["learning_rate"] = None  # The chosen model's own, set by the run.
+    return recipe.replace(**{name: chosen[name] for name in recipe.automatic if name in chosen}), reasons
+
+
+def fallback(recipe: Recipe) -> tuple[Recipe, str] | None:
+    """The second attempt after a stuck automatic run: the other reader; None when there is none to try."""
+    if "model" not in recipe.automatic or recipe.model == FALLBACK_MODEL:
+        return None
+    options = {"downscale": recipe.model_options["downscale"]} if "downscale" in recipe.model_options else {}
+    retry = recipe.replace(model=FALLBACK_MODEL, model_options=options, learning_rate=None)
+    return retry, f"{FALLBACK_MODEL}, a CNN with one classifier per character position"
