@@ -58,6 +58,7 @@ def plot_history(history: dict[str, list[float]], path: str | Path, length: int,
         path: The PNG to write.
         length: Characters per label.
         title: Figure title.
+        captions: Optional text of each image's title instead (several lines allowed).
 
     Returns:
         `path` as a `Path`.
@@ -119,8 +120,10 @@ def legend_below(axis, handles, labels, columns: int) -> None:
     )
 
 
-def plot_samples(images, labels, path: str | Path, predictions=None, columns: int = 4, title: str = "") -> Path:
-    """A grid of images titled with their label (and prediction: green right, red wrong).
+def plot_samples(
+    images, labels, path: str | Path, predictions=None, columns: int = 4, title: str = "", captions=None
+) -> Path:
+    """A grid of images titled with their label (and prediction: green right, red wrong), or with `captions`.
 
     Args:
         images: Arrays (height, width, 3), uint8 or floats in [0, 1].
@@ -141,7 +144,9 @@ def plot_samples(images, labels, path: str | Path, predictions=None, columns: in
         if index >= len(images):
             continue
         axis.imshow(images[index])
-        if predictions is None:
+        if captions is not None:
+            axis.set_title(captions[index], fontsize=8, family="monospace")
+        elif predictions is None:
             axis.set_title(labels[index], fontsize=11, family="monospace")
         else:
             right = predictions[index] == labels[index]

@@ -75,30 +75,9 @@ def read_rows(path: Path) -> list[dict]:
         ]
 
 
-def contact_sheet(rows: list[dict], images: dict, path: Path, columns: int = 6) -> Path:
-    """A grid of the candidates: each image titled with its file, its label, the reading and its confidence."""
-    from core.figures import new_figure, save_figure
-
-    count = max(1, len(rows))
-    grid_rows = (count + columns - 1) // columns
-    figure = new_figure(2.6 * columns, 1.7 * grid_rows + 0.4)
-    axes = figure.subplots(grid_rows, columns, squeeze=False)
-    for index, axis in enumerate(axes.flat):
-        axis.axis("off")
-        if index < len(rows):
-            row = rows[index]
-            axis.imshow(images[row["filename"]])
-            axis.set_title(
-                f"{row['filename']}\nlabel {row['label']}  read {row['reading']}  {row['confidence']:.0%}",
-                fontsize=8,
-                family="monospace",
-            )
-    figure.suptitle(f"{len(rows)} most confident disagreements with the labels: confirm each by eye")
-    return save_figure(figure, path)
-
-
 def audit(args, alphabet) -> dict:
     """Trains and reads every fold (keeping finished ones), ranks the disagreements, writes the files."""
+    from core.figures import plot_samples
     from data.dataset import load_labelled_folder
     from data.split import select, write_split
     from models.reader import load_reader
@@ -148,7 +127,12 @@ def audit(args, alphabet) -> dict:
     shown = candidates[: args.sheet]
     position = {name: index for index, name in enumerate(everything.filenames)}
     images = {row["filename"]: everything.images[position[row["filename"]]] for row in shown}
-    contact_sheet(shown, images, output / "candidates.png")
+    plot_samples(
+        [images[row["filename"]] for row in shown], [row["label"] for row in shown], output / "candidates.png",
+        columns=6, title=f"{len(shown)} most confident disagreements with the labels: confirm each by eye",
+        captions=[f"{row['filename']}\nlabel {row['label']}  read {row['reading']}  {row['confidence']:.0%}"
+                  for row in shown],
+    )  # fmt: skip
     agreeing = sum(row["reading"] == row["label"] for row in readings)
     summary = {
         "folder": str(args.folder),

@@ -47,11 +47,6 @@ SMALL_SET = 2000
 FALLBACK_MODEL = "fourblock"
 
 
-def given_fields(command_line: dict, config: dict) -> set[str]:
-    """The recipe fields that the command line or the `--config` file sets."""
-    return set(command_line) | set(config)
-
-
 def automatic_fields(given: set[str]) -> list[str]:
     """The fields left to the automatic recipe: all of `AUTOMATIC_FIELDS` unless a model was named."""
     if "model" in given or "initial_model" in given:

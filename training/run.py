@@ -382,8 +382,7 @@ class Outcome:
 
 def automatic_recipe(recipe: Recipe, data: TrainingData) -> Recipe:
     """The automatic recipe's choices on a real folder, printed with their reasons; the course's defaults elsewhere."""
-    generated = recipe.train_dir and read_manifest(recipe.train_dir) or recipe.data and read_manifest(recipe.data)
-    if data.train is None or generated:
+    if data.train is None or read_manifest(recipe.data or recipe.train_dir):  # New images, or a generated folder.
         return recipe.replace(automatic=[])  # The assignment's data: its own defaults.
     chosen, reasons = choose(recipe, data.image_size, len(data.train))
     if chosen.learning_rate is None:
