@@ -17,7 +17,8 @@ henan-4digit is scored against its corrected labels (`--label-corrections`
 with the set's `label_errors.txt`, and `data/corrections/` where the audit
 found more); cloud-4digit's labels are as given. Writes
 `bench/results/real_data.json` and `real_data.md` (per-character and whole
-test accuracy, wall time, the recipe chosen) and prints the table.
+test accuracy, wall time, the recipe chosen) after every run, keeping the
+runs of the sets and variants not run this time, and prints the table.
 Targets: henan ≥ 99.5% whole against corrected labels; cloud ≥ 98% per
 character; with 700 labels, Mean Teacher ≥ 5 points whole above supervised
 only on at least one set.
@@ -121,11 +122,21 @@ def main(argv=None) -> dict:
     parser.add_argument("--output", type=Path, default=RESULTS / "real_data.json", help="the results file")
     args = parser.parse_args(argv)
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    runs = [
-        run(name, variant, args.minutes, args.work_dir)
-        for name in args.sets.split(",")
-        for variant in args.variants.split(",")
-    ]
+    planned = [(name, variant) for name in args.sets.split(",") for variant in args.variants.split(",")]
+    # The results file keeps the runs of other sets and variants, so one set can be run again on its own.
+    earlier = json.loads(args.output.read_text())["runs"] if args.output.is_file() else []
+    runs = [row for row in earlier if (row["set"], row["variant"]) not in planned]
+    for name, variant in planned:
+        runs.append(run(name, variant, args.minutes, args.work_dir))
+        runs.sort(key=lambda row: (list(SETS).index(row["set"]), list(VARIANTS).index(row["variant"])))
+        result = write_results(runs, args.minutes, args.output)  # After each run: a later failure keeps it.
+    print(table(runs))
+    print("Targets:", json.dumps(result["targets"]))
+    return result
+
+
+def write_results(runs: list[dict], minutes: float, output: Path) -> dict:
+    """The runs so far, with the targets they decide, written to `output` (JSON) and beside it as a table."""
     by = {(row["set"], row["variant"]): row["test"] for row in runs}
     gains = [
         by[(name, "700_mean_teacher")]["whole_accuracy"] - by[(name, "700")]["whole_accuracy"]
@@ -143,15 +154,12 @@ def main(argv=None) -> dict:
         targets["cloud_per_character"] = [TARGETS["cloud_per_character"], value >= TARGETS["cloud_per_character"]]
     if gains:
         targets["mean_teacher_gain"] = [TARGETS["mean_teacher_gain"], max(gains) >= TARGETS["mean_teacher_gain"]]
-    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "minutes": args.minutes, "runs": runs}
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "minutes": minutes, "runs": runs}
     result["targets"] = targets
-    write_result(result, args.output)
-    text = table(runs)
-    args.output.with_suffix(".md").write_text(
-        f"`python -m bench.real_data` ({result['date']}, {result['machine']})\n\n{text}\n"
+    write_result(result, output)
+    output.with_suffix(".md").write_text(
+        f"`python -m bench.real_data` ({result['date']}, {result['machine']})\n\n{table(runs)}\n"
     )
-    print(text)
-    print("Targets:", json.dumps(targets))
     return result
 
 

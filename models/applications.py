@@ -139,6 +139,11 @@ def build_application_reader(
     crop = text_margins(image_size)
     if any(crop):
         x = layers.Cropping2D((tuple(crop), (0, 0)), name="crop_strip")(x)
+    if min(x.shape[1:3]) < 32:
+        raise ValueError(
+            f"{name}: keras.applications.{backbone} needs at least 32x32 pixels; "
+            f"image size {tuple(image_size)} gives {x.shape[1]} rows and {x.shape[2]} columns."
+        )
     x = scale_for(backbone, x)
     x = build_application_backbone(backbone, x.shape[1:], weights, **backbone_options)(x)
     outputs = pooled_character_heads(x, alphabet, dropout)

@@ -31,6 +31,12 @@ def build_vgg(alphabet, image_size, filters=(64, 128, 256, 512), dense_units=409
     """
     inputs = image_input(image_size)
     x = preprocess(inputs, crop=text_margins(image_size))
+    smallest = 2 ** len(filters)
+    if min(x.shape[1:3]) < smallest:
+        raise ValueError(
+            f"{name} halves the image {len(filters)} times and needs at least {smallest}x{smallest} pixels; "
+            f"image size {tuple(image_size)} gives {x.shape[1]} rows and {x.shape[2]} columns after preprocessing."
+        )
     for block, width in enumerate(filters, 1):
         x = layers.Conv2D(width, 3, padding="same", activation="relu", name=f"conv{block}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{block}")(x)
