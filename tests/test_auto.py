@@ -50,6 +50,17 @@ def test_only_the_automatic_fields_change_and_narrow_images_keep_enough_columns(
     assert fallback(retry) is None and fallback(Recipe(model="crnn_ctc")) is None
 
 
+def test_mean_teacher_takes_the_labelled_batches_and_ramps_its_consistency_up():
+    chosen, reasons = choose(AUTOMATIC.replace(mean_teacher=True), (30, 70), 700)
+    assert (chosen.labelled_batch_size, chosen.unlabelled_batch_size) == (16, 32)
+    assert chosen.steps_per_epoch == 44 and chosen.epochs == 35  # An epoch: one pass over the 700 labels.
+    assert chosen.consistency_rampup == 8 and any(reason.startswith("Mean Teacher") for reason in reasons)
+    mine = AUTOMATIC.replace(mean_teacher=True, labelled_batch_size=8)
+    mine = mine.replace(automatic=[name for name in mine.automatic if name != "labelled_batch_size"])
+    assert choose(mine, (30, 70), 700)[0].labelled_batch_size == 8
+    assert choose(AUTOMATIC, (30, 70), 700)[0].steps_per_epoch is None  # Supervised runs keep theirs.
+
+
 def test_a_stuck_run_that_will_be_retried_stops_at_the_judging_epoch(capsys):
     stuck = StuckRun(classes=10, advice="", after=3, stop=True)
     stuck.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
