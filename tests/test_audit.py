@@ -1,7 +1,9 @@
 """Label corrections and the label audit (`python -m data.audit`)."""
 
 import csv
+import json
 import shutil
+from pathlib import Path
 
 import pytest
 from cli_helpers import refused
@@ -83,6 +85,35 @@ def test_the_audit_reads_every_image_with_a_model_that_never_saw_it_and_keeps_fi
     capsys.readouterr()
     assert audit.main(arguments) == summary
     assert capsys.readouterr().out.count("read before") == 2
+
+
+def test_without_a_model_each_fold_trains_with_the_automatic_recipe(captcha_folders, tmp_path, monkeypatch):
+    import models
+    import training.run
+    from models.io import save_model
+
+    trained = []
+
+    def fake_train(recipe, force=False, quiet=False):  # Records the recipe; a tiny model stands in for the run.
+        trained.append(recipe)
+        model = models.get_model("cellnet_tiny", alphabet=recipe.alphabet_spec)
+        save_model(model, recipe.output)
+        Path(recipe.output).with_suffix(".json").write_text(json.dumps({"options": {"model": "crnn_ctc"}}))
+        return {"options": {"model": "crnn_ctc"}}
+
+    monkeypatch.setattr(training.run, "train", fake_train)
+    train_dir, _ = captcha_folders
+    labels = labelled_copy(train_dir, tmp_path / "images")
+    arguments = [str(tmp_path / "images"), "--labels", str(labels), "--output-dir", str(tmp_path / "audit"),
+                 "--folds", "2", "--batch-size", "8"]  # fmt: skip
+    summary = audit.main(arguments)
+    assert len(trained) == 2 and summary["model"] == "crnn_ctc"
+    assert all("model" in recipe.automatic and "epochs" in recipe.automatic for recipe in trained)
+    assert all("batch_size" not in recipe.automatic and recipe.batch_size == 8 for recipe in trained)
+    assert audit.main(arguments)["model"] == "crnn_ctc"  # Read before: the folds' own summaries say.
+    named = audit.main([*arguments[:3], "--output-dir", str(tmp_path / "named"), "--folds", "2", "--model", "m_tiny"])
+    assert trained[-1].automatic == [] and (trained[-1].epochs, trained[-1].batch_size) == (10, 32)
+    assert named["model"] == "crnn_ctc"  # What the (fake) run reports.
 
 
 def test_the_audit_refuses_too_few_folds(tmp_path, capsys):
