@@ -7,7 +7,7 @@ import pytest
 
 import train
 from training.auto import AUTOMATIC_FIELDS, automatic_fields, choose, fallback
-from training.callbacks import StuckRun
+from training.callbacks import STUCK_STEPS, StuckRun, judging_epoch
 from training.recipe import Recipe
 
 AUTOMATIC = Recipe(automatic=list(AUTOMATIC_FIELDS))
@@ -22,7 +22,7 @@ def test_a_named_model_turns_the_automatic_recipe_off_and_given_fields_stay_the_
 @pytest.mark.parametrize(
     "size, count, downscale, batch, augment",
     [
-        ((80, 240), 4002, 2, 64, False),  # cloud-4digit: half resolution, 63 steps an epoch.
+        ((80, 240), 4002, 2, 32, False),  # cloud-4digit: half resolution, 126 steps an epoch.
         ((30, 70), 7562, 1, 64, False),  # henan-4digit.
         ((50, 200), 832, 1, 16, True),  # 1,040 five-character images: small batches, augmented.
         ((144, 256), 400, 3, 16, True),
@@ -59,6 +59,11 @@ def test_mean_teacher_takes_the_labelled_batches_and_ramps_its_consistency_up():
     mine = mine.replace(automatic=[name for name in mine.automatic if name != "labelled_batch_size"])
     assert choose(mine, (30, 70), 700)[0].labelled_batch_size == 8
     assert choose(AUTOMATIC, (30, 70), 700)[0].steps_per_epoch is None  # Supervised runs keep theirs.
+
+
+def test_short_epochs_are_judged_stuck_only_after_enough_steps_for_ctc_to_leave_its_blank_start():
+    assert judging_epoch(250) == 3  # The course's epochs: the assignment's hint, three of them.
+    assert judging_epoch(126) == 4 and judging_epoch(44) == 10 and judging_epoch(1) == STUCK_STEPS
 
 
 def test_a_stuck_run_that_will_be_retried_stops_at_the_judging_epoch(capsys):
@@ -103,7 +108,12 @@ def test_the_course_data_keeps_the_course_recipe(captcha_folders, tmp_path, caps
 
 
 @pytest.mark.slow
-def test_an_automatic_run_stuck_at_chance_is_retried_once_with_the_other_reader(captcha_folders, tmp_path, capsys):
+def test_an_automatic_run_stuck_at_chance_is_retried_once_with_the_other_reader(
+    captcha_folders, tmp_path, capsys, monkeypatch
+):
+    import training.callbacks
+
+    monkeypatch.setattr(training.callbacks, "STUCK_STEPS", 1)  # Judged at epoch 3 although its epochs are 1 step.
     train_dir, _ = captcha_folders
     folder = tmp_path / "real"
     folder.mkdir()

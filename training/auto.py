@@ -16,7 +16,8 @@ fields from the training images, and the run prints each choice and why:
   `downscale` that brings the image to at most `TARGET_HEIGHT` rows;
 - the batch: small enough for `MIN_STEPS_PER_EPOCH` steps an epoch (a small
   set read in batches of 64 takes too few steps to leave CTC's all-blank
-  start), between 16 and 64;
+  start), between 16 and 64; a run is judged stuck only after enough steps
+  for that (`training.callbacks.judging_epoch`);
 - the epochs: enough for about `TARGET_STEPS` steps, 10 to 60 of them, with
   early stopping after a quarter of them without improvement;
 - light augmentation (small rotations, colour jitter) below
@@ -58,7 +59,7 @@ AUTOMATIC_FIELDS = (
     "consistency_rampup",
 )
 TARGET_HEIGHT = 48  # Rows the CNN reads at most: 240x80 dotted digits read as well at 40 rows, four times as fast.
-MIN_STEPS_PER_EPOCH = 50
+MIN_STEPS_PER_EPOCH = 100  # cloud-4digit's 4,002 images: in batches of 64 (63 steps) still blank after 3 epochs.
 TARGET_STEPS = 1500  # cloud-4digit: crnn_ctc's validation settled after about 1,000 steps of 32 images.
 SMALL_SET = 2000
 FALLBACK_MODEL = "fourblock"

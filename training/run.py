@@ -41,6 +41,7 @@ from training.callbacks import (
     TimeLimit,
     TrainingCheckpoint,
     completed_epochs,
+    judging_epoch,
 )
 from training.data import TrainingData, fresh_images, images_per_step, load_training_data, training_batches
 from training.distribute import Distribution
@@ -285,7 +286,9 @@ def train_on(
     )
     time_limit = TimeLimit(recipe.time_limit) if recipe.time_limit else None
     retry = fallback(recipe) if recipe.automatic and not earlier else None
-    stuck = StuckRun(recipe.alphabet_spec.num_classes, stuck_advice(recipe), stop=retry is not None)
+    stuck = StuckRun(
+        recipe.alphabet_spec.num_classes, stuck_advice(recipe), judging_epoch(steps_per_epoch), stop=retry is not None
+    )
     callbacks = [
         *([averaged] if averaged else []),  # First: every epoch is validated with the average.
         EpochReport(recipe.epochs, steps_per_epoch, recipe.alphabet_spec.length, progress_bar=not quiet),
