@@ -7,7 +7,7 @@ import pytest
 
 import train
 from training.auto import AUTOMATIC_FIELDS, automatic_fields, choose, fallback
-from training.callbacks import STUCK_STEPS, StuckRun, judging_epoch
+from training.callbacks import STUCK_IMAGES, StuckRun, judging_epoch
 from training.recipe import Recipe
 
 AUTOMATIC = Recipe(automatic=list(AUTOMATIC_FIELDS))
@@ -61,9 +61,9 @@ def test_mean_teacher_takes_the_labelled_batches_and_ramps_its_consistency_up():
     assert choose(AUTOMATIC, (30, 70), 700)[0].steps_per_epoch is None  # Supervised runs keep theirs.
 
 
-def test_short_epochs_are_judged_stuck_only_after_enough_steps_for_ctc_to_leave_its_blank_start():
-    assert judging_epoch(250) == 3  # The course's epochs: the assignment's hint, three of them.
-    assert judging_epoch(126) == 4 and judging_epoch(44) == 10 and judging_epoch(1) == STUCK_STEPS
+def test_short_epochs_are_judged_stuck_only_after_enough_images_for_ctc_to_leave_its_blank_start():
+    assert judging_epoch(8000) == 3  # The course's epochs: the assignment's hint, three of them.
+    assert judging_epoch(4002) == 4 and judging_epoch(700) == 23 and judging_epoch(1) == STUCK_IMAGES
 
 
 def test_a_stuck_run_that_will_be_retried_stops_at_the_judging_epoch(capsys):
@@ -113,7 +113,7 @@ def test_an_automatic_run_stuck_at_chance_is_retried_once_with_the_other_reader(
 ):
     import training.callbacks
 
-    monkeypatch.setattr(training.callbacks, "STUCK_STEPS", 1)  # Judged at epoch 3 although its epochs are 1 step.
+    monkeypatch.setattr(training.callbacks, "STUCK_IMAGES", 1)  # Judged at epoch 3 although its epochs are tiny.
     train_dir, _ = captcha_folders
     folder = tmp_path / "real"
     folder.mkdir()

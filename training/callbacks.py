@@ -79,17 +79,21 @@ class EpochReport(keras.callbacks.Callback):
         )
 
 
-STUCK_STEPS = 400  # crnn_ctc on cloud-4digit: 8.8% per character after 189 steps of 64, 69.9% after 375 of 32.
+STUCK_IMAGES = 16_000  # Labelled images crnn_ctc read before it left its all-blank start: 9,000-12,000 (below).
 
 
-def judging_epoch(steps_per_epoch: int, epochs: int = 3) -> int:
-    """The epoch at which `StuckRun` judges: the third, or the first after `STUCK_STEPS` steps when epochs are short.
+def judging_epoch(labelled_images_per_epoch: int, epochs: int = 3) -> int:
+    """The epoch at which `StuckRun` judges: the third, or the first after `STUCK_IMAGES` labelled images.
 
     The assignment's hint counts epochs of thousands of images; on a small
-    real folder three epochs can be a hundred steps, fewer than a CTC reader
-    spends on its all-blank start.
+    real folder three epochs can be two thousand images, fewer than a CTC
+    reader spends on its all-blank start. On cloud-4digit crnn_ctc was
+    still at chance after 7,000 (700 labels, batches of 16) and left it
+    between 9,000 and 12,000 (batches of 16 and of 32). Early stopping waits
+    for the same epoch: a run at chance improves on nothing, and would stop
+    before it is judged.
     """
-    return max(epochs, math.ceil(STUCK_STEPS / max(1, steps_per_epoch)))
+    return max(epochs, math.ceil(STUCK_IMAGES / max(1, labelled_images_per_epoch)))
 
 
 class StuckRun(keras.callbacks.Callback):

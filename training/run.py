@@ -286,9 +286,9 @@ def train_on(
     )
     time_limit = TimeLimit(recipe.time_limit) if recipe.time_limit else None
     retry = fallback(recipe) if recipe.automatic and not earlier else None
-    stuck = StuckRun(
-        recipe.alphabet_spec.num_classes, stuck_advice(recipe), judging_epoch(steps_per_epoch), stop=retry is not None
-    )
+    labelled_batch = recipe.labelled_batch_size if recipe.mean_teacher else recipe.batch_size
+    judged = judging_epoch(steps_per_epoch * labelled_batch)
+    stuck = StuckRun(recipe.alphabet_spec.num_classes, stuck_advice(recipe), judged, stop=retry is not None)
     callbacks = [
         *([averaged] if averaged else []),  # First: every epoch is validated with the average.
         EpochReport(recipe.epochs, steps_per_epoch, recipe.alphabet_spec.length, progress_bar=not quiet),
@@ -306,7 +306,11 @@ def train_on(
             )
         )
     if recipe.patience:
-        callbacks.append(keras.callbacks.EarlyStopping("val_mean_accuracy", mode="max", patience=recipe.patience))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                "val_mean_accuracy", mode="max", patience=recipe.patience, start_from_epoch=judged
+            )
+        )
     validation = distribution.shard(ArrayBatches(data.val.images, data.val.codes, batch_size=256))
     train_started, interrupted = time.time(), False
     try:
