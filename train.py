@@ -23,7 +23,6 @@ import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
 
 from core.alphabet import add_alphabet_arguments
 from training.recipe import Recipe
@@ -84,14 +83,14 @@ def recipe_from_arguments(args: argparse.Namespace) -> Recipe:
     """
     from training.auto import automatic_fields
 
-    recipe = Recipe.from_file(args.config) if args.config else Recipe()
+    in_config = Recipe.read_config(args.config) if args.config else {}
+    recipe = Recipe.from_dict(in_config, source=f"--config {args.config}")
     given = {
         field.name: getattr(args, field.name)
         for field in dataclasses.fields(Recipe)
         if field.metadata["group"] != "internal" and getattr(args, field.name) is not None
     }
-    in_config = set(json.loads(Path(args.config).read_text())) if args.config else set()
-    return recipe.replace(**given, automatic=automatic_fields(set(given) | in_config))
+    return recipe.replace(**given, automatic=automatic_fields(set(given) | set(in_config)))
 
 
 def main(argv=None) -> dict:

@@ -58,7 +58,6 @@ def plot_history(history: dict[str, list[float]], path: str | Path, length: int,
         path: The PNG to write.
         length: Characters per label.
         title: Figure title.
-        captions: Optional text of each image's title instead (several lines allowed).
 
     Returns:
         `path` as a `Path`.
@@ -132,6 +131,7 @@ def plot_samples(
         predictions: Optional text read from each image.
         columns: Images per row.
         title: Figure title.
+        captions: Optional text of each image's title instead (several lines allowed).
 
     Returns:
         `path` as a `Path`.

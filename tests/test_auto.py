@@ -19,6 +19,14 @@ def test_a_named_model_turns_the_automatic_recipe_off_and_given_fields_stay_the_
     assert "epochs" not in left and {"model", "batch_size", "augment"} <= set(left)
 
 
+def test_options_of_a_config_file_stay_the_users_however_they_are_spelt(tmp_path):
+    config = tmp_path / "recipe.json"
+    config.write_text('{"comment": "mine", "batch-size": 8, "epochs": 5}')
+    recipe = train.recipe_from_arguments(train.build_parser().parse_args(["--config", str(config)]))
+    assert (recipe.batch_size, recipe.epochs) == (8, 5)
+    assert "batch_size" not in recipe.automatic and "epochs" not in recipe.automatic and "model" in recipe.automatic
+
+
 @pytest.mark.parametrize(
     "size, count, downscale, batch, augment",
     [

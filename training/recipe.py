@@ -222,6 +222,11 @@ class Recipe:
     @classmethod
     def from_file(cls, path: str | Path) -> Recipe:
         """Reads a JSON config file (an object of options, e.g. configs/henan.json)."""
+        return cls.from_dict(cls.read_config(path), source=f"--config {path}")
+
+    @staticmethod
+    def read_config(path: str | Path) -> dict:
+        """The options of a JSON config file, by field name (`-` read as `_`), its `comment` left out."""
         path = Path(path)
         try:
             values = json.loads(path.read_text())
@@ -232,7 +237,7 @@ class Recipe:
         if not isinstance(values, dict):
             raise ValueError(f"--config {path} must hold a JSON object of options. Received: {type(values).__name__}")
         values.pop("comment", None)  # Configs may explain themselves.
-        return cls.from_dict(values, source=f"--config {path}")
+        return {key.replace("-", "_"): value for key, value in values.items()}
 
     def replace(self, **changes) -> Recipe:
         return dataclasses.replace(self, **changes)
