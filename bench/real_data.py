@@ -15,7 +15,7 @@ recipe (`training.auto`) chooses the reader and its schedule, under
 
 henan-4digit is scored against its corrected labels (`--label-corrections`
 with the set's `label_errors.txt`, and `data/corrections/` where the audit
-found more); cloud-4digit's labels are as given. Writes
+found more), cloud-4digit against its one (`data/corrections/`). Writes
 `bench/results/real_data.json` and `real_data.md` (per-character and whole
 test accuracy, wall time, the recipe chosen) after every run, keeping the
 runs of the sets and variants not run this time, and prints the table.

@@ -102,6 +102,31 @@ def alphabet_from_arguments(args, default_characters: str = "digits", optional: 
     return alphabet_from_options(args.alphabet or default_characters, args.length, args.min_length)
 
 
+def alphabet_of_labels(labels) -> tuple[str, int, int | None]:
+    """The `--alphabet`, `--length` and `--min-length` that a set of labels needs, for folders that say nothing.
+
+    The characters are the ten digits when the labels hold nothing else, a
+    preset when they hold exactly its characters, and otherwise the
+    characters found, in code-point order. The length is the longest label's,
+    with a minimum only when lengths differ.
+
+    Raises:
+        ValueError: No labels.
+    """
+    labels = [label for label in labels if label]  # An empty label is refused later, with its file named.
+    if not labels:
+        raise ValueError("No labels to read an alphabet from.")
+    found = set("".join(labels))
+    if found <= set(DIGITS):
+        characters = "digits"
+    else:
+        characters = next(
+            (name for name, preset in ALPHABET_PRESETS.items() if set(preset) == found), "".join(sorted(found))
+        )
+    lengths = {len(label) for label in labels}
+    return characters, max(lengths), (min(lengths) if len(lengths) > 1 else None)
+
+
 class Alphabet:
     """Characters a CAPTCHA may contain and how many of them a label has.
 

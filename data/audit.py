@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.alphabet import add_alphabet_arguments, alphabet_from_arguments
+from core.alphabet import add_alphabet_arguments, alphabet_from_arguments, alphabet_from_options, alphabet_of_labels
 from core.files import atomic_path
 
 CANDIDATE_FIELDS = ("filename", "label", "reading", "confidence", "fold")
@@ -86,7 +86,7 @@ def audit(args, alphabet) -> dict:
     from data.dataset import load_labelled_folder
     from data.split import select, write_split
     from models.reader import load_reader
-    from training.auto import automatic_fields
+    from training.auto import ALPHABET_FIELDS, automatic_fields
     from training.recipe import Recipe
     from training.run import train
 
@@ -118,8 +118,8 @@ def audit(args, alphabet) -> dict:
         recipe = Recipe(
             data=str(args.folder), labels=args.labels, split_file=str(split_path), skip_bad=True,
             label_corrections=args.label_corrections, seed=args.seed + fold,
-            output=str(output / f"fold{fold}.keras"), alphabet=args.alphabet or "digits", length=alphabet.length,
-            min_length=args.min_length, **given, automatic=automatic_fields(set(given)),
+            output=str(output / f"fold{fold}.keras"), alphabet=alphabet.characters, length=alphabet.length,
+            min_length=alphabet.min_length, **given, automatic=automatic_fields(set(given) | set(ALPHABET_FIELDS)),
         )  # fmt: skip
         print(f"Fold {fold + 1}/{args.folds}: training on {len(everything) - len(parts[fold]):,} images", flush=True)
         models_used.add(train(recipe, force=True, quiet=True)["options"]["model"])
@@ -167,6 +167,20 @@ def audit(args, alphabet) -> dict:
     return summary
 
 
+def labels_alphabet(args):
+    """The alphabet of the folder's labels, for an audit that names none (as `train.py` reads it)."""
+    from data.labels import labels_in_folder
+
+    labels = labels_in_folder(args.folder, args.labels, args.label_corrections)
+    alphabet = alphabet_from_options(*alphabet_of_labels(labels))
+    print(
+        f"Alphabet read from the labels: {alphabet.num_classes} characters {alphabet.characters!r}, "
+        f"{alphabet.describe_length()} to a label",
+        flush=True,
+    )
+    return alphabet
+
+
 def main(argv=None) -> dict:
     """Runs the audit; returns its summary (also written to `audit.json`)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -187,7 +201,7 @@ def main(argv=None) -> dict:
     try:
         if args.folds < 2:
             raise ValueError(f"--folds must be at least 2. Received: {args.folds}")
-        return audit(args, alphabet_from_arguments(args))
+        return audit(args, alphabet_from_arguments(args, optional=True) or labels_alphabet(args))
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -140,6 +140,36 @@ def find_labelled_images(
     Returns:
         A `LabelledFiles` in file-name order.
     """
+    candidates, skipped = _labelled_candidates(folder, labels_file, strict, corrections)
+    paths, labels = [], []
+    for path, label in candidates:
+        problem = alphabet.check(label)
+        if problem:
+            message = f"label {label!r} of {path.name} {problem}"
+            if strict:
+                raise ValueError(
+                    f"{folder}: {message}. Name images LABEL.png or LABEL_ANYTHING.png, "
+                    "or pass a labels file with 'FILENAME LABEL' lines."
+                )
+            skipped.append((path.name, message))
+            continue
+        paths.append(path)
+        labels.append(label)
+    if not paths:
+        raise ValueError(f"No labelled images found in {folder} (image types: {', '.join(IMAGE_SUFFIXES)}).")
+    return LabelledFiles(paths=paths, labels=labels, skipped=skipped)
+
+
+def labels_in_folder(
+    folder: str | Path, labels_file: str | Path | None = None, corrections: str | Path | None = None
+) -> list[str]:
+    """The labels of the images of `folder`, as `find_labelled_images` reads them but unchecked: what
+    `core.alphabet.alphabet_of_labels` reads the alphabet from."""
+    return [label for _, label in _labelled_candidates(folder, labels_file, False, corrections)[0]]
+
+
+def _labelled_candidates(folder, labels_file, strict, corrections) -> tuple[list[tuple[Path, str]], list]:
+    """(path, label) for each image of `folder` that has a label, corrected; and the (name, reason) of the others."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"Image folder not found: {folder}")
@@ -163,21 +193,4 @@ def find_labelled_images(
         candidates = [(path, label_from_filename(path)) for path in files]
     if corrections is not None:
         candidates = apply_corrections(candidates, corrections)
-
-    paths, labels = [], []
-    for path, label in candidates:
-        problem = alphabet.check(label)
-        if problem:
-            message = f"label {label!r} of {path.name} {problem}"
-            if strict:
-                raise ValueError(
-                    f"{folder}: {message}. Name images LABEL.png or LABEL_ANYTHING.png, "
-                    "or pass a labels file with 'FILENAME LABEL' lines."
-                )
-            skipped.append((path.name, message))
-            continue
-        paths.append(path)
-        labels.append(label)
-    if not paths:
-        raise ValueError(f"No labelled images found in {folder} (image types: {', '.join(IMAGE_SUFFIXES)}).")
-    return LabelledFiles(paths=paths, labels=labels, skipped=skipped)
+    return candidates, skipped

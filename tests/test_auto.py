@@ -6,7 +6,8 @@ import keras
 import pytest
 
 import train
-from training.auto import AUTOMATIC_FIELDS, automatic_fields, choose, fallback
+from core.alphabet import alphabet_of_labels
+from training.auto import ALPHABET_FIELDS, AUTOMATIC_FIELDS, automatic_fields, choose, fallback, read_alphabet
 from training.callbacks import STUCK_IMAGES, StuckRun, judging_epoch
 from training.recipe import Recipe
 
@@ -14,9 +15,50 @@ AUTOMATIC = Recipe(automatic=list(AUTOMATIC_FIELDS))
 
 
 def test_a_named_model_turns_the_automatic_recipe_off_and_given_fields_stay_the_users():
-    assert automatic_fields({"model"}) == [] and automatic_fields({"initial_model", "epochs"}) == []
+    assert automatic_fields({"model"}) == list(ALPHABET_FIELDS)  # The labels still say which characters.
+    assert automatic_fields({"model", "length"}) == ["alphabet", "min_length"]
+    assert automatic_fields({"initial_model", "epochs"}) == []  # The model's own alphabet.
     left = automatic_fields({"epochs", "data", "labels"})
-    assert "epochs" not in left and {"model", "batch_size", "augment"} <= set(left)
+    assert "epochs" not in left and {"model", "batch_size", "augment", "alphabet"} <= set(left)
+
+
+@pytest.mark.parametrize(
+    "labels, read",
+    [
+        (["0427", "1133"], ("digits", 4, None)),  # Some digits missing: still the ten.
+        (["225g8", "bcdef", "xy234"], ("23458bcdefgxy", 5, None)),  # Only the characters found.
+        (["abcdefghijklm", "nopqrstuvwxyz"], ("lowercase", 13, None)),  # Exactly a preset's.
+        (["0427", "042", "04271", ""], ("digits", 5, 3)),  # Empty labels are refused later, with their files.
+    ],
+)
+def test_the_alphabet_of_a_set_of_labels(labels, read):
+    assert alphabet_of_labels(labels) == read
+
+
+def five_letter_folder(source, folder):
+    """A copy of `source`'s images with a labels file of five characters from 'bcdxy2'."""
+    folder.mkdir()
+    lines = []
+    for index, path in enumerate(sorted(source.glob("*.png"))):
+        shutil.copy(path, folder / path.name)
+        lines.append(f"{path.name} {'bcdxy2'[index % 6]}{'bcdxy2'[(index + 1) % 6]}bcd\n")
+    labels = folder.parent / "labels.txt"
+    labels.write_text("".join(lines))
+    return folder, labels
+
+
+def test_a_folder_of_other_characters_is_read_with_its_own_alphabet(captcha_folders, tmp_path):
+    folder, labels = five_letter_folder(captcha_folders[0], tmp_path / "real")
+    recipe = Recipe(data=str(folder), labels=str(labels), automatic=list(ALPHABET_FIELDS))
+    read, said = read_alphabet(recipe)
+    assert (read.alphabet, read.length, read.min_length) == ("2bcdxy", 5, None)
+    assert "6 characters '2bcdxy', 5 to a label" in said
+    given, said = read_alphabet(recipe.replace(alphabet="bcdxy2", automatic=["length", "min_length"]))
+    assert (given.alphabet, given.length) == ("bcdxy2", 5)  # The user's order of classes is kept.
+    course, said = read_alphabet(Recipe(automatic=list(ALPHABET_FIELDS)))  # New images: four digits.
+    assert course.alphabet_spec == Recipe().alphabet_spec and said is None
+    generated, said = read_alphabet(Recipe(train_dir=str(captcha_folders[0]), automatic=list(ALPHABET_FIELDS)))
+    assert generated.alphabet_spec == Recipe().alphabet_spec and said is None
 
 
 def test_options_of_a_config_file_stay_the_users_however_they_are_spelt(tmp_path):
@@ -103,6 +145,17 @@ def test_train_without_a_model_on_a_real_folder_prints_and_records_its_choices(c
     assert options["model"] == "crnn_ctc" and options["model_options"] == {"downscale": 3}
     assert options["epochs"] == 1 and "epochs" not in options["automatic"]  # Given: honoured.
     assert options["batch_size"] == 16 and options["augment"] and options["learning_rate"] == 1e-3
+
+
+@pytest.mark.slow  # 8 s.
+def test_a_named_model_trains_on_labels_of_other_characters_without_being_told_them(captcha_folders, tmp_path):
+    folder, labels = five_letter_folder(captcha_folders[0], tmp_path / "real")
+    summary = train.main(
+        ["--data", str(folder), "--labels", str(labels), "--split", "0.5,0.5", "--model", "crnn_ctc_tiny",
+         "--epochs", "1", "--output", str(tmp_path / "m.keras"), "--quiet"]
+    )  # fmt: skip
+    assert summary["alphabet"] == {"characters": "2bcdxy", "length": 5, "min_length": 5}
+    assert summary["options"]["automatic"] == list(ALPHABET_FIELDS)
 
 
 def test_the_course_data_keeps_the_course_recipe(captcha_folders, tmp_path, capsys):

@@ -1,8 +1,10 @@
+from pathlib import Path
+
 import pytest
 from PIL import Image
 
 from core.alphabet import Alphabet
-from data.labels import find_labelled_images, label_from_filename, read_labels_file
+from data.labels import find_labelled_images, label_from_filename, read_corrections, read_labels_file
 
 
 def _touch_images(folder, names):
@@ -58,3 +60,17 @@ def test_missing_or_empty_folder(tmp_path):
         find_labelled_images(tmp_path / "nowhere", Alphabet())
     with pytest.raises(ValueError, match="No labelled images"):
         find_labelled_images(tmp_path, Alphabet())
+
+
+SHIPPED_CORRECTIONS = sorted((Path(__file__).parent.parent / "data" / "corrections").glob("*.txt"))
+
+
+@pytest.mark.parametrize("corrections", SHIPPED_CORRECTIONS, ids=lambda path: path.stem)
+def test_the_shipped_corrections_parse_and_fit_the_labels_they_were_made_for(corrections):
+    read = read_corrections(corrections)
+    assert read and all(wrong != right for wrong, right in read.values())
+    labels = Path(__file__).parent.parent.parent / "shared" / "datasets" / corrections.stem / "labels.txt"
+    if not labels.is_file():
+        pytest.skip(f"{labels} is not beside the repository")
+    given = read_labels_file(labels)
+    assert all(given[name] == wrong for name, (wrong, _) in read.items())  # Made for these labels.

@@ -40,7 +40,10 @@ chosen: on henan-4digit it read no better than `crnn_ctc` (97.9% against
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+from core.alphabet import alphabet_of_labels
+from data.labels import labels_in_folder
 from training.recipe import Recipe
 
 # The fields the automatic recipe may set, and what it sets them to unless told.
@@ -58,6 +61,8 @@ AUTOMATIC_FIELDS = (
     "steps_per_epoch",
     "consistency_rampup",
 )
+# Read from the labels of the folders when not given, whatever the model (not with --initial-model: its own).
+ALPHABET_FIELDS = ("alphabet", "length", "min_length")
 TARGET_HEIGHT = 48  # Rows the CNN reads at most: 240x80 dotted digits read as well at 40 rows, four times as fast.
 MIN_STEPS_PER_EPOCH = 100  # cloud-4digit's 4,002 images: in batches of 64 (63 steps) still blank after 3 epochs.
 TARGET_STEPS = 1500  # cloud-4digit: crnn_ctc's validation settled after about 1,000 steps of 32 images.
@@ -66,10 +71,51 @@ FALLBACK_MODEL = "fourblock"
 
 
 def automatic_fields(given: set[str]) -> list[str]:
-    """The fields left to the automatic recipe: all of `AUTOMATIC_FIELDS` unless a model was named."""
-    if "model" in given or "initial_model" in given:
+    """The fields left to the data: `ALPHABET_FIELDS` not given, and `AUTOMATIC_FIELDS` unless a model was named."""
+    if "initial_model" in given:
         return []
-    return [name for name in AUTOMATIC_FIELDS if name not in given]
+    alphabet = [name for name in ALPHABET_FIELDS if name not in given]
+    if "model" in given:
+        return alphabet
+    return alphabet + [name for name in AUTOMATIC_FIELDS if name not in given]
+
+
+def is_automatic(recipe: Recipe) -> bool:
+    """Whether the automatic recipe chooses the model (and the fields around it) of this run."""
+    return "model" in recipe.automatic
+
+
+def read_alphabet(recipe: Recipe) -> tuple[Recipe, str | None]:
+    """The recipe with the alphabet fields left to the data read from the labels of its folders, and a line
+    saying what was read (None when nothing changed).
+
+    A folder of five-character labels over 19 letters and digits then trains
+    as it is, instead of being refused as not four digits. New images every
+    epoch are the assignment's four digits, and keep them.
+    """
+    fields = [name for name in ALPHABET_FIELDS if name in recipe.automatic]
+    if not fields:
+        return recipe, None
+    if recipe.uses_fresh_images:  # Recorded as not read from any labels.
+        return recipe.replace(automatic=[name for name in recipe.automatic if name not in fields]), None
+    folders = [recipe.data] if recipe.data else [recipe.train_dir, recipe.val_dir, recipe.test_dir]
+    labels = []
+    for folder in folders:
+        if folder and Path(folder).is_dir():  # A missing default folder is generated (four digits) or refused later.
+            labels_file = recipe.labels if folder != recipe.test_dir else None
+            labels += labels_in_folder(folder, labels_file, recipe.label_corrections)
+    if not labels:
+        return recipe.replace(automatic=[name for name in recipe.automatic if name not in fields]), None
+    characters, length, min_length = alphabet_of_labels(labels)
+    read = dict(zip(ALPHABET_FIELDS, (characters, length, min_length)))
+    changed = recipe.replace(**{name: read[name] for name in fields})
+    if changed.alphabet_spec == recipe.alphabet_spec:
+        return changed, None
+    alphabet = changed.alphabet_spec
+    return changed, (
+        f"Alphabet read from the {len(labels):,} labels (--alphabet, --length and --min-length choose it): "
+        f"{alphabet.num_classes} characters {alphabet.characters!r}, {alphabet.describe_length()} to a label"
+    )
 
 
 def choose(recipe: Recipe, image_size: tuple[int, int], train_count: int) -> tuple[Recipe, list[str]]:
@@ -128,7 +174,7 @@ def choose(recipe: Recipe, image_size: tuple[int, int], train_count: int) -> tup
 
 def fallback(recipe: Recipe) -> tuple[Recipe, str] | None:
     """The second attempt after a stuck automatic run: the other reader; None when there is none to try."""
-    if "model" not in recipe.automatic or recipe.model == FALLBACK_MODEL:
+    if not is_automatic(recipe) or recipe.model == FALLBACK_MODEL:
         return None
     options = {"downscale": recipe.model_options["downscale"]} if "downscale" in recipe.model_options else {}
     retry = recipe.replace(model=FALLBACK_MODEL, model_options=options, learning_rate=None)

@@ -35,10 +35,12 @@ class EpochReport(keras.callbacks.Callback):
     validation) to the logs, for the checkpoint and the CSV log that follow.
     """
 
-    def __init__(self, epochs: int, steps_per_epoch: int, length: int, progress_bar: bool = True):
+    def __init__(
+        self, epochs: int, steps_per_epoch: int, length: int, progress_bar: bool = True, position_name: str = "digit"
+    ):
         super().__init__()
         self.epochs, self.steps_per_epoch, self.length = epochs, steps_per_epoch, length
-        self.progress_bar = progress_bar
+        self.progress_bar, self.position_name = progress_bar, position_name  # "character" for other alphabets.
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.time()
@@ -73,7 +75,7 @@ class EpochReport(keras.callbacks.Callback):
             )
         print(
             f"Epoch {epoch + 1}/{self.epochs}: {time.time() - self.started:.0f}s - loss {logs['loss']:.4f}"
-            f" - val_loss {logs['val_loss']:.4f} - val digits {digits}"
+            f" - val_loss {logs['val_loss']:.4f} - val {self.position_name}s {digits}"
             f" - val mean {logs['val_mean_accuracy']:.4f} - val whole {logs['val_whole_accuracy']:.4f}{teacher}",
             flush=True,
         )

@@ -30,7 +30,7 @@ from data.batches import ArrayBatches
 from data.generate import read_manifest
 from models.io import load_model, model_alphabet
 from models.reader import evaluate_model, format_accuracies
-from training.auto import choose, fallback
+from training.auto import choose, fallback, is_automatic, read_alphabet
 from training.callbacks import (
     AveragedWeights,
     BestModelCheckpoint,
@@ -255,10 +255,15 @@ def train_on(
     chance is retried once with `training.auto.fallback`).
     """
     started = time.time()
+    if not resume and not earlier:
+        recipe, read = read_alphabet(recipe)
+        if read:
+            recipe.check()
+            print(read, flush=True)
     data = load_training_data(recipe, files.split, files.labelled)
     data_seconds = time.time() - started
     print(data.describe(recipe, data_seconds), flush=True)
-    if recipe.automatic and not resume and not earlier:
+    if is_automatic(recipe) and not resume and not earlier:
         recipe = automatic_recipe(recipe, data)
     batches = training_batches(recipe, data, distribution=distribution)
     steps_per_epoch = len(batches)
@@ -285,13 +290,19 @@ def train_on(
         files.model, objective.plain_models, best=best, best_epoch=best_epoch, averaged=averaged
     )
     time_limit = TimeLimit(recipe.time_limit) if recipe.time_limit else None
-    retry = fallback(recipe) if recipe.automatic and not earlier else None
+    retry = fallback(recipe) if not earlier else None
     labelled_batch = recipe.labelled_batch_size if recipe.mean_teacher else recipe.batch_size
     judged = judging_epoch(steps_per_epoch * labelled_batch)
     stuck = StuckRun(recipe.alphabet_spec.num_classes, stuck_advice(recipe), judged, stop=retry is not None)
     callbacks = [
         *([averaged] if averaged else []),  # First: every epoch is validated with the average.
-        EpochReport(recipe.epochs, steps_per_epoch, recipe.alphabet_spec.length, progress_bar=not quiet),
+        EpochReport(
+            recipe.epochs,
+            steps_per_epoch,
+            recipe.alphabet_spec.length,
+            progress_bar=not quiet,
+            position_name=recipe.alphabet_spec.position_name,
+        ),
         stuck,  # After EpochReport, which adds val_mean_accuracy to the logs, like the next two.
         checkpoint,
         HistoryLog(str(files.history), append=resume),
