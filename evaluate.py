@@ -138,7 +138,7 @@ def main(argv=None) -> dict:
         if threshold is not None:
             verdict = "PASS" if result["passed"] else "FAIL"
             name = alphabet.position_name
-            print(f"{verdict}: every {name} must reach {threshold:.0%} ({format_accuracies(result)})")
+            print(f"{verdict}: every {name} must reach {threshold:.0%} ({format_accuracies(result, name)})")
     if args.figures:  # On stderr with --json, so that standard output stays one JSON object.
         print(f"Figures written: {', '.join(result['figures'])}", file=sys.stderr if args.json else sys.stdout)
     return result

@@ -223,10 +223,10 @@ def add_verdict(result: dict, threshold: float = PASS_THRESHOLD) -> dict:
     return {**result, "threshold": threshold, "passed": passed}
 
 
-def format_accuracies(result: dict) -> str:
-    """One line: 'digits 0.9120 0.9300 0.9250 0.9080 | mean 0.9188 | whole 0.7120'."""
-    digits = " ".join(f"{value:.4f}" for value in result["position_accuracies"])
-    return f"digits {digits} | mean {result['mean_accuracy']:.4f} | whole {result['whole_accuracy']:.4f}"
+def format_accuracies(result: dict, position_name: str = "digit") -> str:
+    """One line: 'digits 0.9120 0.9300 0.9250 0.9080 | mean 0.9188 | whole 0.7120' ("characters" for letters)."""
+    positions = " ".join(f"{value:.4f}" for value in result["position_accuracies"])
+    return f"{position_name}s {positions} | mean {result['mean_accuracy']:.4f} | whole {result['whole_accuracy']:.4f}"
 
 
 def save_figures(data, predicted, alphabet: Alphabet, folder: Path, model_name: str) -> list[str]:

@@ -70,21 +70,22 @@ def test_options_of_a_config_file_stay_the_users_however_they_are_spelt(tmp_path
 
 
 @pytest.mark.parametrize(
-    "size, count, downscale, batch, augment",
+    "size, count, downscale, batch, augment, epochs",
     [
-        ((80, 240), 4002, 2, 32, False),  # cloud-4digit: half resolution, 126 steps an epoch.
-        ((30, 70), 7562, 1, 64, False),  # henan-4digit.
-        ((50, 200), 832, 1, 16, True),  # 1,040 five-character images: small batches, augmented.
-        ((144, 256), 400, 3, 16, True),
+        ((80, 240), 4002, 2, 32, False, 4 + 12),  # cloud-4digit: half resolution, 126 steps an epoch.
+        ((30, 70), 7562, 1, 64, False, 3 + 13),  # henan-4digit.
+        ((50, 200), 832, 1, 16, True, 20 + 29),  # 1,040 five-character images: small batches, augmented.
+        ((144, 256), 400, 3, 16, True, 80),  # 40 + 60, at most MAX_EPOCHS.
     ],
 )
 def test_the_reader_and_its_schedule_follow_from_the_image_size_and_the_set_size(
-    size, count, downscale, batch, augment
+    size, count, downscale, batch, augment, epochs
 ):
     chosen, reasons = choose(AUTOMATIC, size, count)
     assert chosen.model == "crnn_ctc" and chosen.model_options.get("downscale", 1) == downscale
     assert chosen.batch_size == batch and chosen.augment == augment
-    assert 10 <= chosen.epochs <= 60 and chosen.patience == max(3, chosen.epochs // 4)
+    # Epochs to leave the blank start (judged stuck after them), then about TARGET_STEPS steps.
+    assert chosen.epochs == epochs and chosen.patience == max(3, chosen.epochs // 4)
     assert chosen.learning_rate is None  # The chosen model's own, set by the run.
     assert len(reasons) >= 3 and reasons[0].startswith("model crnn_ctc")
 
@@ -103,8 +104,8 @@ def test_only_the_automatic_fields_change_and_narrow_images_keep_enough_columns(
 def test_mean_teacher_takes_the_labelled_batches_and_ramps_its_consistency_up():
     chosen, reasons = choose(AUTOMATIC.replace(mean_teacher=True), (30, 70), 700)
     assert (chosen.labelled_batch_size, chosen.unlabelled_batch_size) == (16, 32)
-    assert chosen.steps_per_epoch == 44 and chosen.epochs == 35  # An epoch: one pass over the 700 labels.
-    assert chosen.consistency_rampup == 8 and any(reason.startswith("Mean Teacher") for reason in reasons)
+    assert chosen.steps_per_epoch == 44 and chosen.epochs == 23 + 35  # An epoch: one pass over the 700 labels.
+    assert chosen.consistency_rampup == 14 and any(reason.startswith("Mean Teacher") for reason in reasons)
     mine = AUTOMATIC.replace(mean_teacher=True, labelled_batch_size=8)
     mine = mine.replace(automatic=[name for name in mine.automatic if name != "labelled_batch_size"])
     assert choose(mine, (30, 70), 700)[0].labelled_batch_size == 8

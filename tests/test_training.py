@@ -206,12 +206,16 @@ def test_a_run_at_chance_is_told_what_to_try(capsys):
     for epoch, accuracy in enumerate((0.10, 0.11, 0.12, 0.10)):
         stuck.on_epoch_end(epoch, {"val_mean_accuracy": accuracy})
     printed = capsys.readouterr().out
-    assert printed.count("Stuck") == 1 and "12.0% per character after 3 epochs" in printed
+    assert printed.count("Stuck") == 1 and "at most 12.0% per character in 3 epochs" in printed
     assert "chance is 10.0%" in printed and "lower --learning-rate" in printed and stuck.stuck_after == 3
     learning = StuckRun(classes=10, advice="", after=3)
     for epoch, accuracy in enumerate((0.10, 0.30, 0.60)):
         learning.on_epoch_end(epoch, {"val_mean_accuracy": accuracy})
     assert learning.stuck_after is None and "Stuck" not in capsys.readouterr().out
+    dipping = StuckRun(classes=19, advice="", after=3)  # Left chance, then one epoch's validation fell back.
+    for epoch, accuracy in enumerate((0.01, 0.144, 0.031)):
+        dipping.on_epoch_end(epoch, {"val_mean_accuracy": accuracy})
+    assert dipping.stuck_after is None and "Stuck" not in capsys.readouterr().out
 
 
 def test_a_distributed_run_refuses_a_batch_the_devices_cannot_share_and_saves_plain_batch_norm(tmp_path):

@@ -498,8 +498,8 @@ def summarise(recipe: Recipe, files: RunFiles, data: TrainingData, outcome: Outc
     )
     for position, accuracy in enumerate(result["position_accuracies"]):
         print(f"  validation accuracy of {alphabet.position_name} {position}: {accuracy:.4f}")
-    print(f"  {format_accuracies(result)}")
+    print(f"  {format_accuracies(result, alphabet.position_name)}")
     if test_result:
-        print(f"  test ({len(data.test)} images): {format_accuracies(test_result)}")
+        print(f"  test ({len(data.test)} images): {format_accuracies(test_result, alphabet.position_name)}")
     print(f"Curves: {files.curves}, history: {files.history}, summary: {files.summary}")
     return summary
