@@ -59,6 +59,8 @@ def test_a_folder_of_other_characters_is_read_with_its_own_alphabet(captcha_fold
     assert course.alphabet_spec == Recipe().alphabet_spec and said is None
     generated, said = read_alphabet(Recipe(train_dir=str(captcha_folders[0]), automatic=list(ALPHABET_FIELDS)))
     assert generated.alphabet_spec == Recipe().alphabet_spec and said is None
+    missing, said = read_alphabet(recipe.replace(labels=str(tmp_path / "missing.txt")))  # Loading says so, later.
+    assert missing.alphabet_spec == Recipe().alphabet_spec and said is None
 
 
 def test_options_of_a_config_file_stay_the_users_however_they_are_spelt(tmp_path):

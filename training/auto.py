@@ -104,10 +104,13 @@ def read_alphabet(recipe: Recipe) -> tuple[Recipe, str | None]:
         return recipe.replace(automatic=[name for name in recipe.automatic if name not in fields]), None
     folders = [recipe.data] if recipe.data else [recipe.train_dir, recipe.val_dir, recipe.test_dir]
     labels = []
-    for folder in folders:
-        if folder and Path(folder).is_dir():  # A missing default folder is generated (four digits) or refused later.
-            labels_file = recipe.labels if folder != recipe.test_dir else None
-            labels += labels_in_folder(folder, labels_file, recipe.label_corrections)
+    try:
+        for folder in folders:
+            if folder and Path(folder).is_dir():  # A missing default folder is generated (four digits) or refused.
+                labels_file = recipe.labels if folder != recipe.test_dir else None
+                labels += labels_in_folder(folder, labels_file, recipe.label_corrections)
+    except (FileNotFoundError, ValueError):  # A missing or malformed file: loading the data says which, in one line.
+        labels = []
     if not labels:
         return recipe.replace(automatic=[name for name in recipe.automatic if name not in fields]), None
     characters, length, min_length = alphabet_of_labels(labels)
