@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.alphabet import add_alphabet_arguments, alphabet_from_arguments, alphabet_from_options, alphabet_of_labels
+from core.alphabet import add_alphabet_arguments
 from core.files import atomic_path
 
 CANDIDATE_FIELDS = ("filename", "label", "reading", "confidence", "fold")
@@ -168,17 +168,20 @@ def audit(args, alphabet) -> dict:
 
 
 def labels_alphabet(args):
-    """The alphabet of the folder's labels, for an audit that names none (as `train.py` reads it)."""
-    from data.labels import labels_in_folder
+    """The audit's alphabet: the options given, and the rest read from the folder's labels as `train.py` reads them
+    (`training.auto.read_alphabet`), saying so."""
+    from training.auto import ALPHABET_FIELDS, read_alphabet
+    from training.recipe import Recipe
 
-    labels = labels_in_folder(args.folder, args.labels, args.label_corrections)
-    alphabet = alphabet_from_options(*alphabet_of_labels(labels))
-    print(
-        f"Alphabet read from the labels: {alphabet.num_classes} characters {alphabet.characters!r}, "
-        f"{alphabet.describe_length()} to a label",
-        flush=True,
-    )
-    return alphabet
+    given = {name: getattr(args, name) for name in ALPHABET_FIELDS if getattr(args, name) is not None}
+    recipe = Recipe(
+        data=str(args.folder), labels=args.labels, label_corrections=args.label_corrections, **given,
+        automatic=[name for name in ALPHABET_FIELDS if name not in given],
+    )  # fmt: skip
+    recipe, read = read_alphabet(recipe)
+    if read:
+        print(read, flush=True)
+    return recipe.alphabet_spec
 
 
 def main(argv=None) -> dict:
@@ -201,7 +204,7 @@ def main(argv=None) -> dict:
     try:
         if args.folds < 2:
             raise ValueError(f"--folds must be at least 2. Received: {args.folds}")
-        return audit(args, alphabet_from_arguments(args, optional=True) or labels_alphabet(args))
+        return audit(args, labels_alphabet(args))
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

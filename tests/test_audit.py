@@ -119,3 +119,20 @@ def test_without_a_model_each_fold_trains_with_the_automatic_recipe(captcha_fold
 def test_the_audit_refuses_too_few_folds(tmp_path, capsys):
     with refused(capsys, "--folds must be at least 2"):
         audit.main([str(tmp_path), "--folds", "1"])
+
+
+def test_the_audit_reads_its_alphabet_from_the_labels_as_train_does(captcha_folders, tmp_path, capsys):
+    import argparse
+
+    folder = tmp_path / "real"
+    folder.mkdir()
+    lines = []
+    for index, path in enumerate(sorted(captcha_folders[0].glob("*.png"))):
+        shutil.copy(path, folder / path.name)
+        lines.append(f"{path.name} {'bcx'[index % 3]}y{index % 10}\n")  # Three characters of 'bcxy0123456789'.
+    (tmp_path / "labels.txt").write_text("".join(lines))
+    options = dict(folder=str(folder), labels=str(tmp_path / "labels.txt"), label_corrections=None, min_length=None)
+    read = audit.labels_alphabet(argparse.Namespace(**options, alphabet=None, length=None))
+    assert read == Alphabet("0123456789bcxy", 3) and "14 characters" in capsys.readouterr().out
+    longer = audit.labels_alphabet(argparse.Namespace(**options, alphabet=None, length=5))  # Given: kept.
+    assert longer == Alphabet("0123456789bcxy", 5)

@@ -109,12 +109,9 @@ def read_alphabet(recipe: Recipe) -> tuple[Recipe, str | None]:
             if folder and Path(folder).is_dir():  # A missing default folder is generated (four digits) or refused.
                 labels_file = recipe.labels if folder != recipe.test_dir else None
                 labels += labels_in_folder(folder, labels_file, recipe.label_corrections)
-    except (FileNotFoundError, ValueError):  # A missing or malformed file: loading the data says which, in one line.
-        labels = []
-    if not labels:
+        read = dict(zip(ALPHABET_FIELDS, alphabet_of_labels(labels)))
+    except (FileNotFoundError, ValueError):  # A missing or malformed file, or no labels: loading the data says which.
         return recipe.replace(automatic=[name for name in recipe.automatic if name not in fields]), None
-    characters, length, min_length = alphabet_of_labels(labels)
-    read = dict(zip(ALPHABET_FIELDS, (characters, length, min_length)))
     changed = recipe.replace(**{name: read[name] for name in fields})
     if changed.alphabet_spec == recipe.alphabet_spec:
         return changed, None
