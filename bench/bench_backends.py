@@ -22,11 +22,12 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench.machine import machine
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY / "bench" / "results"
@@ -130,7 +131,7 @@ def main(argv=None) -> dict:
     result = {
         "benchmark": "default model's training and reading speed per Keras backend; data-parallel on 2 devices",
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
+        "machine": machine(),
         "command": "python -m bench.bench_backends" + (f" --steps {args.steps}" if args.steps != 40 else ""),
         "model": "cellnet (untrained)",
         "batch_size": args.batch_size,

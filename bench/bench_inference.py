@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -33,6 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # The CPU is what is measured.
 
 import numpy as np  # noqa: E402
+
+import bench.machine  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY / "bench" / "results"
@@ -124,10 +125,7 @@ def machine() -> str:
     import keras
     import tensorflow as tf
 
-    return (
-        f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
-    )
+    return f"{bench.machine.machine()}, TensorFlow {tf.__version__}, Keras {keras.__version__}"
 
 
 def time_calls(function, calls: int, warmup: int = 10) -> np.ndarray:

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
+from bench.machine import machine
 from core.alphabet import Alphabet
 from core.quiet import load_keras
 from data.dataset import load_labelled_folder
@@ -163,7 +162,7 @@ def main(argv=None) -> dict:
     result = {
         "benchmark": "ImageNet-pretrained vs random initialisation, same data, schedule and epochs",
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores shared, Python {platform.python_version()}",
+        "machine": f"{machine()}, cores shared",
         "command": "python -m bench.bench_pretrained " + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": MODEL,
         "input": f"{width}x{height} images, the model crops the 256x64 text strip",

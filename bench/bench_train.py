@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -26,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.machine import machine
+from core.files import write_json
 from training.history import read_history
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -77,7 +78,7 @@ def main(argv=None) -> dict:
     result = {
         "benchmark": "default training from a clean state",
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
+        "machine": machine(),
         "command": " ".join(["python train.py", *command[4:]]),
         "model": model,
         "parameters": summary["parameters"],
@@ -106,7 +107,7 @@ def main(argv=None) -> dict:
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = args.name or f"train_{model}"
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(path, result)
     shutil.copy(work / "model.curves.png", RESULTS / f"{name}.curves.png")
     print_table(result)
     print(f"\nWritten: {path}")

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -39,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.machine import machine
 from core.files import write_json
 from training.history import read_history
 from training.recipe import Recipe
@@ -166,7 +166,7 @@ def run_recipe(
         "options": json.loads(config.read_text()),
         "seed": seed,
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
+        "machine": machine(),
         "command": "python train.py " + " ".join(arguments),
         "parameters": summary["parameters"],
         "fresh_images_per_epoch": fresh,

@@ -84,14 +84,15 @@ def grade_folder(args, announce=print) -> dict:
         val_dir_unchanged, seconds.
     """
     options, jobs = resolve_options(args)
-    if args.sandbox == "bwrap" and args.train != "never" and not args.scheduler:
-        sandbox.check_sandbox(options.sandbox)
     output = Path(args.output)
     submissions = grades.list_submissions(args.submissions)
     if args.train != "never":
         for name, folder in options.data_folders.items():
             if not folder.is_dir():
                 raise FileNotFoundError(f"Course folder for {name}/ not found: {folder} (--train-dir, --val-dir)")
+    # After the folders: a wrong path is named first, on any machine.
+    if args.sandbox == "bwrap" and args.train != "never" and not args.scheduler:
+        sandbox.check_sandbox(options.sandbox)
     alphabet = Alphabet()
     # Decoded afresh (no cache): a cache in the course folder is exactly what a submission could have altered.
     loaded = load_labelled_folder(

@@ -11,7 +11,11 @@ and its measured figures are in docs/results.md. `augment=True` keeps the
 per-cell shifts and rotations that cost accuracy
 (bench/results/experiment_cellnet_augment.json); `dropout` is 0 by default,
 as two seeds of the default training found it reads better than 0.1
-(docs/results.md).
+(docs/results.md). The last two stages have two convolutions each: at the
+20-minute budget that reads 1.2 points per digit above one convolution per
+stage (the earlier default), as well as two in every stage at 2.2 times its
+speed, while double width reads lower (`python -m bench.sweep`, "Recipes at
+the full budget" in docs/results.md).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ COLOUR_MODES = ("foreground", "grayscale", "rgb")
 def build_cellnet(
     alphabet,
     image_size,
-    stages=((32,), (64,), (128,), (256,)),
+    stages=((32,), (64,), (128, 128), (256, 256)),
     downscale=2,
     hidden_units=256,
     dropout=0.0,
@@ -44,7 +48,9 @@ def build_cellnet(
             `alphabet.length` cells of equal width.
         image_size: (height, width) of the raw images.
         stages: Filters of the 3x3 convolutions of each stage of the cell
-            reader; every stage but the last ends with a 2x2 max-pool.
+            reader, one number per convolution; every stage but the last
+            ends with a 2x2 max-pool. `((32,), (64,), (128,), (256,))` is
+            the earlier default, which the reference model has.
         downscale: Resolution reduction before the network.
         hidden_units: Width of the shared classifier's hidden layer.
         dropout: Dropout on the cell features and in the classifier.
