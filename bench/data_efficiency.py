@@ -4,7 +4,8 @@
 
 Every cellnet run of the kit trains on new images each epoch, so "images
 seen" is also "distinct images". This script reads the committed results
-of finished runs (it trains nothing): the default recipe, the hard-font
+of finished runs (it trains nothing), all of one network, cellnet with
+one convolution per stage: the earlier default recipe, the hard-font
 run, and the reference model after each of its stages (a stage starts
 from the previous stage's model, so its images add up). Each point is the
 validation accuracy on `capts_val/` (5,000 images) at the end of a
@@ -14,7 +15,7 @@ It fits a power law, error = c x images^slope, separately to the per-digit
 and whole-CAPTCHA errors, and asks how many images the fit needs for the
 default training's targets (97% per digit, 90% whole) and the reference model's (99.9%, 99.5%), how
 many times the longest run's images that is, and how many minutes at the
-default run's measured training speed. The runs differ in more than their
+earlier default run's measured training speed. The runs differ in more than their
 length (learning rate, restarts between stages, hard fonts drawn more
 often), so the answer is an estimate of scale, not a prediction. Writes
 `bench/results/data_efficiency.json` and `.png` and prints a table.
@@ -39,11 +40,13 @@ TARGETS = {
     "whole": {"default training": 0.90, "reference model": 0.995},
 }
 PLOTTED_GOAL = "default training"
-SPEED_RUN = "bench/results/train_cellnet.json"  # The default recipe: its images/s price the estimate.
+# The earlier default recipe, whose network (one convolution per stage) every fitted run has: its images/s price
+# the estimate.
+SPEED_RUN = "bench/results/train_cellnet.json"
 
 # (label, the results files of the run's stages in order). The accuracy is the last stage's.
 RUNS = (
-    ("default: 32,000 new x 10", ("bench/results/train_cellnet.json",)),
+    ("earlier default: 32,000 new x 10", ("bench/results/train_cellnet.json",)),
     ("hard fonts x3: 32,000 new x 10", ("bench/results/train_cellnet_hardfonts3.json",)),
     ("dropout 0: 32,000 new x 10", ("bench/results/train_cellnet_dropout0.json",)),
     ("reference stage 1: 40,000 new x 12", ("reference/stage1.json",)),

@@ -94,10 +94,16 @@ def prepare_folders(work: Path) -> None:
 
 
 def calibrate(config: Path, work: Path, results: Path) -> dict:
-    """The recipe's training images/s and validation seconds, from the second of two short epochs; cached."""
+    """The recipe's training images/s and validation seconds, from the second of two short epochs.
+
+    Cached per recipe and kept while the machine (its CPU model) is the same: "2 CPU cores" have differed by half
+    in speed from one machine to the next, and a figure from another one sizes the epochs wrong.
+    """
     path = results / f"{config.stem}.calibration.json"
-    if path.exists() and not json.loads(path.read_text()).get("contended"):
-        return json.loads(path.read_text())
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if not cached.get("contended") and cached.get("machine") == machine():
+            return cached
     folder = work / f"calibrate_{config.stem}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -113,6 +119,7 @@ def calibrate(config: Path, work: Path, results: Path) -> dict:
         "images": CALIBRATION_IMAGES,
         "train_images_per_second": round(CALIBRATION_IMAGES / (history["epoch_seconds"][-1] - validation), 1),
         "val_seconds": round(validation, 1),
+        "machine": machine(),
         **timing,
         # Shared cores make a recipe look slower than it is: such a figure is measured again before the next run.
         "contended": timing["other_cpu_seconds"] > CALIBRATION_CONTENDED_SECONDS,

@@ -12,8 +12,8 @@ per-cell shifts and rotations that cost accuracy
 (bench/results/experiment_cellnet_augment.json); `dropout` is 0 by default,
 as two seeds of the default training found it reads better than 0.1
 (docs/results.md). The last two stages have two convolutions each: at the
-20-minute budget that reads 1.2 points per digit above one convolution per
-stage (the earlier default), as well as two in every stage at 2.2 times its
+20-minute budget that reads 1.3 points per digit above one convolution per
+stage (the earlier default), as well as two in every stage at twice its
 speed, while double width reads lower (`python -m bench.sweep`, "Recipes at
 the full budget" in docs/results.md).
 """

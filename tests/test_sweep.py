@@ -1,8 +1,11 @@
 """The recipe sweep's sizing of epochs and its table of means and spreads."""
 
+import json
+
 import pytest
 
-from bench.sweep import images_per_epoch, table
+import bench.sweep
+from bench.sweep import calibrate, images_per_epoch, table
 
 
 def run(recipe, seed, digit, whole, contended=False):
@@ -31,3 +34,22 @@ def test_epochs_are_sized_to_fill_the_time_with_training_and_validation():
     # 100 images/s of training, 10 s of validation per epoch, 1,000 s for 10 epochs: 90 s x 100 x 1.05 = 9,450.
     assert images_per_epoch({"train_images_per_second": 100.0, "val_seconds": 10.0}, 1000, 10, 64) == 9472
     assert images_per_epoch({"train_images_per_second": 100.0, "val_seconds": 500.0}, 1000, 10, 64) == 128
+
+
+def test_a_calibration_is_reused_on_the_same_machine_and_measured_again_on_another(tmp_path, monkeypatch):
+    runs = []
+
+    def fake_train(arguments, cwd):
+        runs.append(arguments)  # Two epochs of 6,400 images: 40 s of training and 4 s of validation in the second.
+        (cwd / "model.history.csv").write_text("epoch,epoch_seconds,val_seconds\n1,60,5\n2,44,4\n")
+        return {"wall_seconds": 110.0, "cpu_seconds": 200.0, "other_cpu_seconds": 0.0}
+
+    monkeypatch.setattr(bench.sweep, "run_train", fake_train)
+    config, results = tmp_path / "recipe.json", tmp_path / "results"
+    results.mkdir()
+    cached = results / "recipe.calibration.json"
+    cached.write_text(json.dumps({"train_images_per_second": 999.0, "val_seconds": 1.0, "machine": "another CPU"}))
+    measured = calibrate(config, tmp_path / "work", results)
+    assert len(runs) == 1 and measured["train_images_per_second"] == 160.0 and measured["val_seconds"] == 4.0
+    assert json.loads(cached.read_text())["machine"] == bench.sweep.machine()
+    assert calibrate(config, tmp_path / "work", results) == measured and len(runs) == 1  # Same machine: reused.
