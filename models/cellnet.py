@@ -13,9 +13,11 @@ per-cell shifts and rotations that cost accuracy
 as two seeds of the default training found it reads better than 0.1
 (docs/results.md). The last two stages have two convolutions each: at the
 20-minute budget that reads 1.3 points per digit above one convolution per
-stage (the earlier default), as well as two in every stage at twice its
-speed, while double width reads lower (`python -m bench.sweep`, "Recipes at
-the full budget" in docs/results.md).
+stage (the earlier default) at twice the speed of two in every stage, while
+double width reads lower. Two in every stage read 1.4 points more on one
+seed measured on the same machine, so the choice between the two is still
+open (`python -m bench.sweep`, "Recipes at the full budget" in
+docs/results.md).
 """
 
 from __future__ import annotations
