@@ -11,13 +11,11 @@ and its measured figures are in docs/results.md. `augment=True` keeps the
 per-cell shifts and rotations that cost accuracy
 (bench/results/experiment_cellnet_augment.json); `dropout` is 0 by default,
 as two seeds of the default training found it reads better than 0.1
-(docs/results.md). The last two stages have two convolutions each: at the
-20-minute budget that reads 1.3 points per digit above one convolution per
-stage (the earlier default) at twice the speed of two in every stage, while
-double width reads lower. Two in every stage read 1.4 points more on one
-seed measured on the same machine, so the choice between the two is still
-open (`python -m bench.sweep`, "Recipes at the full budget" in
-docs/results.md).
+(docs/results.md). Every stage has two convolutions: at the 20-minute
+budget that reads 1.2 points per digit above one per stage (the earlier
+default) and 1.4 to 3.4 points above two in the last two stages only, each
+measured on one machine and from fewer images, while double width reads lower
+(`python -m bench.sweep`, "Recipes at the full budget" in docs/results.md).
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ COLOUR_MODES = ("foreground", "grayscale", "rgb")
 def build_cellnet(
     alphabet,
     image_size,
-    stages=((32,), (64,), (128, 128), (256, 256)),
+    stages=((32, 32), (64, 64), (128, 128), (256, 256)),
     downscale=2,
     hidden_units=256,
     dropout=0.0,

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from core.alphabet import Alphabet, alphabet_from_options
 
-# 16,000 new images x 10 epochs fit the 20-minute budget of the default run on 2 CPU cores, where cellnet trains
-# at about 160 images/s (docs/results.md, "Training at the assignment's budget").
-DEFAULT_FRESH_IMAGES = 16_000
+# 7,500 new images x 10 epochs fit the 20-minute budget of the default run on the slowest 2 CPU cores measured,
+# where cellnet trains at about 70 images/s (docs/results.md, "Training at the assignment's budget").
+DEFAULT_FRESH_IMAGES = 7_500
 DEFAULT_MODEL = "cellnet"
 
 
@@ -101,7 +101,7 @@ class Recipe:
     reuse: int = option(
         1,
         "with fresh images: each drawn image serves this many consecutive epochs, in a new order (2 halves the "
-        "drawing; the drawn images wait in a temporary memory-mapped file, 1.8 GB for 16,000)",
+        "drawing; the drawn images wait in a temporary memory-mapped file, 0.8 GB for the default 7,500)",
         "data",
         metavar="EPOCHS",
     )
