@@ -21,3 +21,12 @@ def cpu_model() -> str:
 def machine() -> str:
     """E.g. 'x86_64, Intel(R) Xeon(R) Processor, 2 CPU cores, Python 3.11.7'."""
     return f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+
+
+def boot_id() -> str:
+    """This boot of this machine (Linux), or '' elsewhere: two hosts can report the same CPU model name at
+    different speeds, and a figure timed on one does not hold on the other."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.machine import machine
+from bench.machine import boot_id, machine
 from core.files import write_json
 from training.history import read_history
 from training.recipe import Recipe
@@ -96,13 +96,14 @@ def prepare_folders(work: Path) -> None:
 def calibrate(config: Path, work: Path, results: Path) -> dict:
     """The recipe's training images/s and validation seconds, from the second of two short epochs.
 
-    Cached per recipe and kept while the machine (its CPU model) is the same: "2 CPU cores" have differed by half
-    in speed from one machine to the next, and a figure from another one sizes the epochs wrong.
+    Cached per recipe and kept while the machine is the same running one (its CPU model and its boot): "2 CPU
+    cores" have differed by half in speed from one machine to the next, two hosts have reported the same CPU
+    model at speeds 20% apart, and a figure from another one sizes the epochs wrong.
     """
     path = results / f"{config.stem}.calibration.json"
     if path.exists():
         cached = json.loads(path.read_text())
-        if not cached.get("contended") and cached.get("machine") == machine():
+        if not cached.get("contended") and (cached.get("machine"), cached.get("boot")) == (machine(), boot_id()):
             return cached
     folder = work / f"calibrate_{config.stem}"
     shutil.rmtree(folder, ignore_errors=True)
@@ -120,6 +121,7 @@ def calibrate(config: Path, work: Path, results: Path) -> dict:
         "train_images_per_second": round(CALIBRATION_IMAGES / (history["epoch_seconds"][-1] - validation), 1),
         "val_seconds": round(validation, 1),
         "machine": machine(),
+        "boot": boot_id(),
         **timing,
         # Shared cores make a recipe look slower than it is: such a figure is measured again before the next run.
         "contended": timing["other_cpu_seconds"] > CALIBRATION_CONTENDED_SECONDS,

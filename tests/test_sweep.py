@@ -36,7 +36,7 @@ def test_epochs_are_sized_to_fill_the_time_with_training_and_validation():
     assert images_per_epoch({"train_images_per_second": 100.0, "val_seconds": 500.0}, 1000, 10, 64) == 128
 
 
-def test_a_calibration_is_reused_on_the_same_machine_and_measured_again_on_another(tmp_path, monkeypatch):
+def test_a_calibration_is_reused_on_the_same_running_machine_and_measured_again_on_another(tmp_path, monkeypatch):
     runs = []
 
     def fake_train(arguments, cwd):
@@ -53,3 +53,7 @@ def test_a_calibration_is_reused_on_the_same_machine_and_measured_again_on_anoth
     assert len(runs) == 1 and measured["train_images_per_second"] == 160.0 and measured["val_seconds"] == 4.0
     assert json.loads(cached.read_text())["machine"] == bench.sweep.machine()
     assert calibrate(config, tmp_path / "work", results) == measured and len(runs) == 1  # Same machine: reused.
+    # The same CPU model on another host (another boot) can run at another speed: measured again.
+    monkeypatch.setattr(bench.sweep, "boot_id", lambda: "another boot")
+    calibrate(config, tmp_path / "work", results)
+    assert len(runs) == 2 and json.loads(cached.read_text())["boot"] == "another boot"
