@@ -176,6 +176,7 @@ def run_recipe(
         "seed": seed,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": machine(),
+        "boot": boot_id(),  # Which running machine: runs compare best against others on the same one.
         "command": "python train.py " + " ".join(arguments),
         "parameters": summary["parameters"],
         "fresh_images_per_epoch": fresh,
