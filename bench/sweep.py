@@ -251,10 +251,45 @@ def table(results: list[dict]) -> tuple[list[dict], str]:
     return rows, "\n".join(lines)
 
 
+def paired(results: list[dict], baseline: str = "default") -> str:
+    """Each run against the baseline's runs on the same running machine (CPU model and boot), as a Markdown table.
+
+    The means over seeds mix machines whose speeds differ by half, and a faster machine sees more images in the
+    same 20 minutes; a difference from the baseline where both ran does not. Runs from before the boot was
+    recorded group by the machine string alone: the first machine's, which named no CPU model, with each other
+    (two later runs that predate the model's recording carry it, with a `machine_note`); the second and third
+    machines report the same model, and no baseline ran on either.
+    """
+    machines: dict[tuple, list[dict]] = {}
+    for result in results:
+        if not result.get("contended"):
+            machines.setdefault((result["machine"], result.get("boot")), []).append(result)
+    lines = [
+        f"| recipe | seed | against {baseline} seeds | val per digit, points | val whole, points | machine |",
+        "|---|---:|---|---:|---:|---|",
+    ]
+    for (name, boot), runs in machines.items():
+        baselines = [run for run in runs if run["recipe"] == baseline]
+        if not baselines:
+            continue
+        digit = np.mean([run["validation"]["mean_accuracy"] for run in baselines])
+        whole = np.mean([run["validation"]["whole_accuracy"] for run in baselines])
+        where = f"{name} ({boot[:8]})" if boot else name
+        for run in sorted(runs, key=lambda run: (run["recipe"], run["seed"])):
+            if run["recipe"] != baseline:
+                lines.append(
+                    f"| {run['recipe']} | {run['seed']} | {','.join(str(b['seed']) for b in baselines)} | "
+                    f"{100 * (run['validation']['mean_accuracy'] - digit):+.2f} | "
+                    f"{100 * (run['validation']['whole_accuracy'] - whole):+.1f} | {where} |"
+                )
+    return "\n".join(lines)
+
+
 def write_table(results: Path = RESULTS) -> str:
     """Prints the table of every run in `results` and writes it beside that folder (`sweep.md`, `sweep.json`)."""
     runs = [json.loads(path.read_text()) for path in sorted(results.glob("*_seed*.json"))]
     rows, markdown = table(runs)
+    markdown += "\n\nAgainst the baseline on the same machine:\n\n" + paired(runs)
     write_json(results.parent / f"{results.name}.json", {"rows": rows, "runs": runs})
     (results.parent / f"{results.name}.md").write_text(markdown + "\n")
     print(markdown)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import bench.sweep
-from bench.sweep import calibrate, images_per_epoch, table
+from bench.sweep import calibrate, images_per_epoch, paired, table
 
 
 def run(recipe, seed, digit, whole, contended=False):
@@ -57,3 +57,24 @@ def test_a_calibration_is_reused_on_the_same_running_machine_and_measured_again_
     monkeypatch.setattr(bench.sweep, "boot_id", lambda: "another boot")
     calibrate(config, tmp_path / "work", results)
     assert len(runs) == 2 and json.loads(cached.read_text())["boot"] == "another boot"
+
+
+def test_runs_are_paired_with_the_baseline_on_their_own_machine_only():
+    def run(recipe, seed, digit, machine, boot=None):
+        result = {"recipe": recipe, "seed": seed, "machine": machine, "validation": {"mean_accuracy": digit}}
+        result["validation"]["whole_accuracy"] = digit - 0.2
+        return result | ({"boot": boot} if boot else {})
+
+    runs = [
+        run("default", 0, 0.93, "fast"),
+        run("default", 1, 0.95, "fast"),
+        run("recipe", 0, 0.945, "fast"),
+        run("default", 2, 0.90, "slow", "boot a"),
+        run("recipe", 1, 0.91, "slow", "boot a"),
+        run("recipe", 2, 0.99, "slow", "boot b"),  # No baseline on this boot: not paired.
+    ]
+    lines = paired(runs).splitlines()[2:]
+    assert lines == [
+        "| recipe | 0 | 0,1 | +0.50 | +0.5 | fast |",
+        "| recipe | 1 | 2 | +1.00 | +1.0 | slow (boot a) |",
+    ]
