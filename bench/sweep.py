@@ -258,15 +258,17 @@ def paired(results: list[dict], baseline: str = "default") -> str:
     same 20 minutes; a difference from the baseline where both ran does not. Runs from before the boot was
     recorded group by the machine string alone: the first machine's, which named no CPU model, with each other
     (two later runs that predate the model's recording carry it, with a `machine_note`); the second and third
-    machines report the same model, and no baseline ran on either.
+    machines report the same model, and no baseline ran on either. The images column says how many more or fewer
+    images a run saw than the baseline's mean, as a faster recipe, or the machine's drift during a run, buys some
+    accuracy by images alone.
     """
     machines: dict[tuple, list[dict]] = {}
     for result in results:
         if not result.get("contended"):
             machines.setdefault((result["machine"], result.get("boot")), []).append(result)
     lines = [
-        f"| recipe | seed | against {baseline} seeds | val per digit, points | val whole, points | machine |",
-        "|---|---:|---|---:|---:|---|",
+        f"| recipe | seed | against {baseline} seeds | val per digit, points | val whole, points | images | machine |",
+        "|---|---:|---|---:|---:|---:|---|",
     ]
     for (name, boot), runs in machines.items():
         baselines = [run for run in runs if run["recipe"] == baseline]
@@ -274,13 +276,15 @@ def paired(results: list[dict], baseline: str = "default") -> str:
             continue
         digit = np.mean([run["validation"]["mean_accuracy"] for run in baselines])
         whole = np.mean([run["validation"]["whole_accuracy"] for run in baselines])
+        images = np.mean([run["images_seen"] for run in baselines])
         where = f"{name} ({boot[:8]})" if boot else name
         for run in sorted(runs, key=lambda run: (run["recipe"], run["seed"])):
             if run["recipe"] != baseline:
                 lines.append(
                     f"| {run['recipe']} | {run['seed']} | {','.join(str(b['seed']) for b in baselines)} | "
                     f"{100 * (run['validation']['mean_accuracy'] - digit):+.2f} | "
-                    f"{100 * (run['validation']['whole_accuracy'] - whole):+.1f} | {where} |"
+                    f"{100 * (run['validation']['whole_accuracy'] - whole):+.1f} | "
+                    f"{100 * (run['images_seen'] / images - 1):+.0f}% | {where} |"
                 )
     return "\n".join(lines)
 

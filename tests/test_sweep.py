@@ -60,21 +60,22 @@ def test_a_calibration_is_reused_on_the_same_running_machine_and_measured_again_
 
 
 def test_runs_are_paired_with_the_baseline_on_their_own_machine_only():
-    def run(recipe, seed, digit, machine, boot=None):
-        result = {"recipe": recipe, "seed": seed, "machine": machine, "validation": {"mean_accuracy": digit}}
+    def run(recipe, seed, digit, machine, boot=None, images=1000):
+        result = {"recipe": recipe, "seed": seed, "machine": machine, "images_seen": images}
+        result["validation"] = {"mean_accuracy": digit}
         result["validation"]["whole_accuracy"] = digit - 0.2
         return result | ({"boot": boot} if boot else {})
 
     runs = [
         run("default", 0, 0.93, "fast"),
         run("default", 1, 0.95, "fast"),
-        run("recipe", 0, 0.945, "fast"),
+        run("recipe", 0, 0.945, "fast", images=1100),
         run("default", 2, 0.90, "slow", "boot a"),
         run("recipe", 1, 0.91, "slow", "boot a"),
         run("recipe", 2, 0.99, "slow", "boot b"),  # No baseline on this boot: not paired.
     ]
     lines = paired(runs).splitlines()[2:]
     assert lines == [
-        "| recipe | 0 | 0,1 | +0.50 | +0.5 | fast |",
-        "| recipe | 1 | 2 | +1.00 | +1.0 | slow (boot a) |",
+        "| recipe | 0 | 0,1 | +0.50 | +0.5 | +10% | fast |",
+        "| recipe | 1 | 2 | +1.00 | +1.0 | +0% | slow (boot a) |",
     ]

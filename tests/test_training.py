@@ -24,6 +24,7 @@ from training.callbacks import (
 from training.objective import MeanTeacherSettings, Objective, compiled_objective
 from training.optimizer import make_optimizer
 from training.recipe import Recipe
+from training.run import weight_average_note
 
 ALPHABET = Alphabet("ab", 2)
 # Keras's steps run eagerly: the same numbers, without tracing them anew for every tiny run.
@@ -103,6 +104,12 @@ def test_weight_averaging_validates_and_saves_the_average_and_trains_on(tmp_path
     by_path = {variable.path: keras.ops.convert_to_numpy(variable) for variable in saved.trainable_variables}
     for path, value in zip(paths, average):  # ...and the model file holds the average of its epoch.
         np.testing.assert_allclose(by_path[path], value, rtol=1e-6)
+
+
+def test_a_moving_average_too_long_for_its_run_is_named_with_the_share_of_its_first_weights():
+    note = weight_average_note(0.999, 1_900)  # Keras's average has no warm-up: 0.999 ** 1900 of it is step one's.
+    assert "15% of the average" in note and "at most 0.9974" in note
+    assert weight_average_note(0.9974, 1_900) is None and weight_average_note(0.995, 1_900) is None
 
 
 def test_the_objective_takes_keras_own_steps_for_a_model_with_one_softmax_per_position():

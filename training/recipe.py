@@ -147,7 +147,7 @@ class Recipe:
     weight_average: float | None = option(
         None,
         "validate and save an exponential moving average of the weights with this decay per step (Polyak "
-        "averaging), e.g. 0.999",
+        "averaging), e.g. 0.995 for a run of a few thousand steps",
         "optimisation",
         metavar="DECAY",
     )
