@@ -60,17 +60,44 @@ def busy_cpu_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree_cpu(root: int, seen: dict[int, float]) -> None:
+    """Records in `seen` the CPU seconds so far of `root` and of every process below it (Linux /proc)."""
+    parents, times = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # The process ended while it was being read.
+        pid = int(stat.parent.name)
+        parents[pid], times[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for pid in times:
+        ancestor = pid
+        while ancestor not in (root, 0, 1) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor == root:
+            seen[pid] = max(seen.get(pid, 0.0), times[pid])
+
+
 def run_train(arguments: list[str], cwd: Path) -> dict:
     """Runs train.py with `arguments` in `cwd`: its wall time, its CPU time, and the CPU time others took meanwhile.
 
     A run that shared the cores with other work saw fewer images in its time; `other_cpu_seconds` says by how much.
+    The run's own CPU is what it and the processes it started used: those it waited for count in its resource
+    usage, and those that ended without being waited for (drawing workers that are killed rather than joined)
+    are sampled from /proc each half second while it runs, so they do not read as other work.
     """
     command = [sys.executable, str(REPOSITORY / "train.py"), *arguments]
     print("$", " ".join(command), flush=True)
     started, busy, own = time.time(), busy_cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(command, cwd=cwd, check=True, env={**os.environ, "PYTHONPATH": str(REPOSITORY)})
+    seen: dict[int, float] = {}
+    with subprocess.Popen(command, cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPOSITORY)}) as process:
+        while process.poll() is None:
+            process_tree_cpu(process.pid, seen)
+            time.sleep(0.5)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime + after.ru_stime - own.ru_utime - own.ru_stime
+    cpu = max(after.ru_utime + after.ru_stime - own.ru_utime - own.ru_stime, sum(seen.values()))
     return {
         "wall_seconds": round(time.time() - started, 1),
         "cpu_seconds": round(cpu, 1),

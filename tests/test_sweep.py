@@ -5,7 +5,7 @@ import json
 import pytest
 
 import bench.sweep
-from bench.sweep import calibrate, images_per_epoch, paired, table
+from bench.sweep import calibrate, images_per_epoch, paired, run_train, table
 
 
 def run(recipe, seed, digit, whole, contended=False):
@@ -79,3 +79,19 @@ def test_runs_are_paired_with_the_baseline_on_their_own_machine_only():
         "| recipe | 0 | 0,1 | +0.50 | +0.5 | +10% | fast |",
         "| recipe | 1 | 2 | +1.00 | +1.0 | +0% | slow (boot a) |",
     ]
+
+
+def test_a_run_counts_as_its_own_the_cpu_of_workers_it_never_waited_for(tmp_path, monkeypatch):
+    # A drawing worker that is killed rather than joined is in no resource usage; it must not read as other work.
+    (tmp_path / "train.py").write_text(
+        "import os, signal, subprocess, sys, time\n"
+        "busy = 'import time\\nend = time.process_time() + 1.5\\n'\n"
+        "busy += 'while time.process_time() < end: pass\\ntime.sleep(60)'\n"
+        "worker = subprocess.Popen([sys.executable, '-c', busy])\n"
+        "time.sleep(2.5)\n"
+        "os.kill(worker.pid, signal.SIGKILL)\n"
+        "os._exit(0)\n"
+    )
+    monkeypatch.setattr(bench.sweep, "REPOSITORY", tmp_path)
+    timing = run_train([], tmp_path)
+    assert timing["cpu_seconds"] >= 1.4 and timing["wall_seconds"] >= 2.5
