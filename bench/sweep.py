@@ -53,11 +53,18 @@ CONTENDED_SECONDS = 60.0
 CALIBRATION_CONTENDED_SECONDS = 10.0
 
 
-def busy_cpu_seconds() -> float:
-    """CPU seconds this machine has spent busy since boot, all processes together (Linux /proc/stat)."""
-    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+def machine_cpu_seconds(stat: str | None = None) -> tuple[float, float]:
+    """CPU seconds this machine has spent busy since boot, all processes together, and the part of it stolen.
+
+    Both from the first line of Linux's /proc/stat (`stat`, read when not given). Busy counts steal time, CPU
+    that the hypervisor gave to other guests while this one wanted it, which slows a run as much as a process
+    here would; it is returned apart so that a result can say which of the two took the cores.
+    """
+    line = stat if stat is not None else Path("/proc/stat").read_text().split("\n")[0]
+    fields = [int(value) for value in line.split()[1:]]
     idle = fields[3] + fields[4]  # idle and iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:8]) - idle) / tick, fields[7] / tick
 
 
 def process_tree_cpu(root: int, seen: dict[int, float]) -> None:
@@ -88,7 +95,7 @@ def run_train(arguments: list[str], cwd: Path) -> dict:
     """
     command = [sys.executable, str(REPOSITORY / "train.py"), *arguments]
     print("$", " ".join(command), flush=True)
-    started, busy, own = time.time(), busy_cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    started, (busy, stolen), own = time.time(), machine_cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
     watching, seen = time.process_time(), {}  # The sampling's own CPU is not other work either.
     with subprocess.Popen(command, cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPOSITORY)}) as process:
         while process.poll() is None:
@@ -98,10 +105,12 @@ def run_train(arguments: list[str], cwd: Path) -> dict:
         raise subprocess.CalledProcessError(process.returncode, command)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = max(after.ru_utime + after.ru_stime - own.ru_utime - own.ru_stime, sum(seen.values()))
+    busy_after, stolen_after = machine_cpu_seconds()
     return {
         "wall_seconds": round(time.time() - started, 1),
         "cpu_seconds": round(cpu, 1),
-        "other_cpu_seconds": round(max(0.0, busy_cpu_seconds() - busy - cpu - (time.process_time() - watching)), 1),
+        "other_cpu_seconds": round(max(0.0, busy_after - busy - cpu - (time.process_time() - watching)), 1),
+        "stolen_cpu_seconds": round(stolen_after - stolen, 1),  # Of the other CPU, what the host's other guests took.
     }
 
 

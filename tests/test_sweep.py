@@ -5,7 +5,7 @@ import json
 import pytest
 
 import bench.sweep
-from bench.sweep import calibrate, images_per_epoch, paired, run_train, table
+from bench.sweep import calibrate, images_per_epoch, machine_cpu_seconds, paired, run_train, table
 
 
 def run(recipe, seed, digit, whole, contended=False):
@@ -95,3 +95,10 @@ def test_a_run_counts_as_its_own_the_cpu_of_workers_it_never_waited_for(tmp_path
     monkeypatch.setattr(bench.sweep, "REPOSITORY", tmp_path)
     timing = run_train([], tmp_path)
     assert timing["cpu_seconds"] >= 1.4 and timing["wall_seconds"] >= 2.5
+
+
+def test_the_machine_busy_time_counts_the_hosts_steal_and_names_it_apart(monkeypatch):
+    monkeypatch.setattr(bench.sweep.os, "sysconf", lambda name: 100)
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    busy, stolen = machine_cpu_seconds("cpu  100 0 50 1000 10 0 5 20 0 0")
+    assert (busy, stolen) == (1.75, 0.2)
