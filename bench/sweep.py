@@ -69,14 +69,14 @@ def machine_cpu_seconds(stat: str | None = None) -> tuple[float, float]:
 
 def process_tree_cpu(root: int, seen: dict[int, float]) -> None:
     """Records in `seen` the CPU seconds so far of `root` and of every process below it (Linux /proc)."""
-    parents, times = {}, {}
+    parents, times, tick = {}, {}, os.sysconf("SC_CLK_TCK")
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue  # The process ended while it was being read.
         pid = int(stat.parent.name)
-        parents[pid], times[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        parents[pid], times[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
     for pid in times:
         ancestor = pid
         while ancestor not in (root, 0, 1) and ancestor in parents:
