@@ -147,7 +147,7 @@ class Recipe:
     weight_average: float | None = option(
         None,
         "validate and save an exponential moving average of the weights with this decay per step (Polyak "
-        "averaging), e.g. 0.995 for a run of a few thousand steps",
+        "averaging), warmed up: over about the last tenth of the steps, and at most 1 / (1 - DECAY) steps",
         "optimisation",
         metavar="DECAY",
     )

@@ -171,23 +171,6 @@ def build_objective(recipe: Recipe, model: keras.Model, steps_per_epoch: int) ->
     )
 
 
-def weight_average_note(decay: float, steps: int) -> str | None:
-    """A warning where the moving average would still hold over 1% of the first step's weights at the run's end.
-
-    Keras's average starts from the weights after the first step and has no warm-up, so after `steps` steps
-    `decay ** steps` of it is those nearly untrained weights: 15% for 0.999 over 1,900 steps, which costs
-    points rather than smoothing the last ones.
-    """
-    share = decay**steps
-    if share <= 0.01:
-        return None
-    return (
-        f"Note: --weight-average {decay} averages over about {1 / (1 - decay):,.0f} steps; after this run's "
-        f"{steps:,} steps {share:.0%} of the average is still the first step's weights. A decay of at most "
-        f"{1 - 5 / steps:.4f} leaves under 1%."
-    )
-
-
 def best_so_far(history_path: Path, epochs: int, candidates) -> tuple[float, int | None]:
     """Keeps the first `epochs` rows of the CSV log (a stopped run may have logged one more).
 
@@ -301,10 +284,6 @@ def train_on(
             stale.unlink(missing_ok=True)
         write_json(files.last_state, {"recipe": recipe.to_dict(), "finished": False})
     print(f"Model: {recipe.initial_model or recipe.model}, {model.count_params():,} parameters", flush=True)
-    if recipe.weight_average:
-        note = weight_average_note(recipe.weight_average, steps_per_epoch * recipe.epochs)
-        if note:
-            print(note, flush=True)
 
     averaged = AveragedWeights() if recipe.weight_average else None
     checkpoint = BestModelCheckpoint(
