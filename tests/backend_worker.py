@@ -46,12 +46,21 @@ def train(initial: str, data: str, settings: dict) -> list[np.ndarray]:
         total_steps=8,
         mean_teacher=mean_teacher,
         name=settings.get("optimizer", "adam"),
+        weight_average=settings.get("weight_average"),
     )
     if mean_teacher:
         batches = MixedBatches(arrays["images"], arrays["codes"], arrays["images"], 4, 4, seed=0)
         objective.fit(batches, epochs=settings["epochs"], shuffle=False, verbose=0)  # Keras shuffles batch order.
         return [*model.get_weights(), *objective.teacher.get_weights()]
     objective.fit(arrays["images"], arrays["codes"], batch_size=8, epochs=settings["epochs"], shuffle=False, verbose=0)
+    if settings.get("weight_average"):  # The trained weights, then the model's weights with the average in.
+        optimizer = objective.optimizer
+        average = {
+            variable.path: keras.ops.convert_to_numpy(mean)
+            for variable, mean in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average)
+        }
+        trained = model.get_weights()
+        return [*trained, *(average.get(variable.path, value) for variable, value in zip(model.weights, trained))]
     return model.get_weights()
 
 
@@ -75,6 +84,14 @@ def distributed(mode: str, initial: str, data: str, settings: dict) -> list[np.n
         model = distribution.prepare(load_model(initial))
         objective = compiled_objective(model, settings["learning_rate"], 8, name=settings.get("optimizer", "adam"))
     objective.fit(arrays["images"], arrays["codes"], batch_size=8, epochs=settings["epochs"], shuffle=False, verbose=0)
+    if settings.get("weight_average"):  # The trained weights, then the model's weights with the average in.
+        optimizer = objective.optimizer
+        average = {
+            variable.path: keras.ops.convert_to_numpy(mean)
+            for variable, mean in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average)
+        }
+        trained = model.get_weights()
+        return [*trained, *(average.get(variable.path, value) for variable, value in zip(model.weights, trained))]
     return model.get_weights()
 
 

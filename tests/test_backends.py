@@ -79,8 +79,9 @@ def test_pytorch_takes_the_same_steps_as_this_backend(tmp_path):
             {"learning_rate": 0.05, "epochs": 2, "optimizer": "sgd"},
         ),
         ("cellnet_tiny", {}, {"learning_rate": 3e-3, "epochs": 2, "mean_teacher": True}),  # Student and teacher.
+        ("cellnet_tiny", {}, {"learning_rate": 3e-3, "epochs": 2, "weight_average": 0.9}),  # The warmed-up average.
     ],
-    ids=["positions", "fourblock", "ctc", "seq2seq", "mean_teacher"],
+    ids=["positions", "fourblock", "ctc", "seq2seq", "mean_teacher", "weight_average"],
 )
 def test_the_same_steps_from_the_same_weights_give_the_same_weights_on_both_backends(tmp_path, name, options, settings):
     initial, arrays = tmp_path / "initial.keras", data(tmp_path)

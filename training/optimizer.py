@@ -26,8 +26,9 @@ class WarmedUpAverage:
     tenth of the steps until that reaches d, over about 1 / (1 - d) steps
     after, with a negligible share of the first steps' weights either way.
     The decay is a function of the optimizer's step count, which the run's
-    checkpoint holds, so a resumed run goes on with the same average. Only
-    training uses the optimizer; model files never hold it.
+    checkpoint holds, so a resumed run goes on with the same average. Model
+    files never hold the optimizer; the classes are registered all the same,
+    so a compiled model saved by hand reloads where the kit is imported.
     """
 
     def _update_model_variables_moving_average(self, trainable_variables):
@@ -41,14 +42,17 @@ class WarmedUpAverage:
                 average.assign(ops.add(ops.multiply(momentum, average), ops.multiply(1 - momentum, variable)))
 
 
+@keras.saving.register_keras_serializable(package="captcha_kit")
 class AveragedAdam(WarmedUpAverage, keras.optimizers.Adam):
     """Adam whose weight average warms up (`WarmedUpAverage`)."""
 
 
+@keras.saving.register_keras_serializable(package="captcha_kit")
 class AveragedAdamW(WarmedUpAverage, keras.optimizers.AdamW):
     """AdamW whose weight average warms up (`WarmedUpAverage`)."""
 
 
+@keras.saving.register_keras_serializable(package="captcha_kit")
 class AveragedSGD(WarmedUpAverage, keras.optimizers.SGD):
     """SGD whose weight average warms up (`WarmedUpAverage`)."""
 
