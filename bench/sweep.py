@@ -50,6 +50,9 @@ BUDGET_MINUTES = 20.0
 # Start-up, loading capts_val/, the last validation, and scoring the best model afterwards fit in this margin.
 MARGIN_SECONDS = 90.0
 CONTENDED_SECONDS = 60.0
+# The recipes every run is paired with where they ran on the same machine: the default before the sweep, which the
+# recipes pinned to its network were measured against, and the default it chose.
+BASELINES = {"default": "the earlier default", "two_convolutions": "today's default"}
 CALIBRATION_CONTENDED_SECONDS = 10.0
 
 
@@ -329,7 +332,8 @@ def write_table(results: Path = RESULTS) -> str:
     """Prints the table of every run in `results` and writes it beside that folder (`sweep.md`, `sweep.json`)."""
     runs = [json.loads(path.read_text()) for path in sorted(results.glob("*_seed*.json"))]
     rows, markdown = table(runs)
-    markdown += "\n\nAgainst the baseline on the same machine:\n\n" + paired(runs)
+    for baseline, what in BASELINES.items():
+        markdown += f"\n\nAgainst {what} ({baseline}) on the same machine:\n\n" + paired(runs, baseline)
     write_json(results.parent / f"{results.name}.json", {"rows": rows, "runs": runs})
     (results.parent / f"{results.name}.md").write_text(markdown + "\n")
     print(markdown)
