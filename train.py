@@ -1,6 +1,6 @@
 """Trains a CAPTCHA reader on new CAPTCHAs every epoch, validates on capts_val/, saves my_model.keras.
 
-    python train.py                                  # the assignment: the default model, 10 epochs
+    python train.py                                  # the assignment: the default model, 20 minutes
     python train.py --epochs 3 --fresh-images 8000 --output runs/quick.keras   # a few minutes
     python train.py --model shawon                   # the Kaggle baseline
     python train.py --config configs/henan.json      # a recipe from a file; options given here override it

@@ -91,6 +91,8 @@ def main(argv=None) -> dict:
         "fit_seconds": summary["train_seconds"],
         "total_wall_seconds": round((generate_seconds or 0) + train_seconds, 1),
         "train_images_per_second": summary["train_images_per_second"],
+        "time_limit_seconds": summary.get("time_limit_seconds"),
+        "stopped_by_time_limit": summary.get("stopped_by_time_limit"),
         "best_epoch": summary["best_epoch"],
         "final_validation": summary["validation"],
         "epochs": [

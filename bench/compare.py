@@ -61,7 +61,8 @@ def compare(names: list[str], train_arguments: list[str], epochs: int, time_limi
     for name in names:
         output = work_dir / f"{name}.keras"
         arguments = [*train_arguments, "--model", name, "--epochs", str(epochs), "--output", str(output)]
-        arguments += ["--force", "--quiet"] + (["--time-limit", str(time_limit)] if time_limit else [])
+        # --time-limit 0 where none is asked for: the default run's own budget must not cut one model short.
+        arguments += ["--force", "--quiet", "--time-limit", str(time_limit or 0)]
         print(f"\n=== {name}: train.py {shlex.join(arguments)}", flush=True)
         summary = train.main(arguments)
         scored_on = "test" if summary["test"] else "validation"

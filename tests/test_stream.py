@@ -6,6 +6,7 @@ from cli_helpers import refused
 
 import train
 import training.data
+import training.recipe
 from core.alphabet import Alphabet
 from data.generate import make_captcha
 from data.stream import GeneratedBatches
@@ -78,11 +79,20 @@ def test_train_draws_fresh_images_by_default(captcha_folders, tmp_path, capsys, 
         ["--model", "cellnet_tiny", "--epochs", "2", "--batch-size", "8", "--quiet"]
         + ["--val-dir", str(val_dir), "--output", str(output)]
     )
-    assert "16 new training images per epoch" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "16 new training images per epoch" in printed and "Budget: training stops after 18.5 minutes" in printed
     assert output.is_file() and not (tmp_path / "capts_train").exists()
     saved = json.loads(output.with_suffix(".json").read_text())
     assert saved["fresh_images_per_epoch"] == 16 and saved["train_images"] == 16 and saved["epochs_run"] == 2
+    assert saved["time_limit_seconds"] == 1110 and not saved["stopped_by_time_limit"]
     assert summary["train_images_per_second"] > 0
+    # The default run's clock, not its epochs, ends it where the budget is spent.
+    monkeypatch.setattr(training.recipe, "DEFAULT_TIME_LIMIT", 1e-6)
+    summary = train.main(
+        ["--model", "cellnet_tiny", "--epochs", "2", "--batch-size", "8", "--quiet", "--force"]
+        + ["--val-dir", str(val_dir), "--output", str(output)]
+    )
+    assert summary["epochs_run"] == 1 and summary["stopped_by_time_limit"] and "Time limit" in capsys.readouterr().out
 
 
 def test_fresh_image_options_are_checked(captcha_folders, tmp_path, capsys):

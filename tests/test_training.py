@@ -23,7 +23,7 @@ from training.callbacks import (
 )
 from training.objective import MeanTeacherSettings, Objective, compiled_objective
 from training.optimizer import AVERAGE_WARMUP, make_optimizer
-from training.recipe import Recipe
+from training.recipe import DEFAULT_TIME_LIMIT, Recipe
 
 ALPHABET = Alphabet("ab", 2)
 # Keras's steps run eagerly: the same numbers, without tracing them anew for every tiny run.
@@ -202,9 +202,20 @@ def test_recipe_refuses_unknown_options_and_impossible_values(tmp_path):
         ({"mean_teacher": True}, "need a training folder"),
         ({"alphabet": "abc"}, "generate a folder"),
         ({"label_smoothing": 1.5}, "label-smoothing"),
+        ({"time_limit": -1.0}, "--time-limit must be positive, or 0 for none"),
     ):
         with pytest.raises(ValueError, match=message):
             Recipe(**changes).check()
+
+
+def test_the_default_run_is_sized_by_the_clock_and_a_run_that_names_its_images_is_not():
+    assert Recipe().training_seconds == DEFAULT_TIME_LIMIT  # python train.py: up to 10 epochs, stopped by the clock
+    assert Recipe(time_limit=300.0).training_seconds == 300.0
+    assert Recipe(time_limit=0.0).training_seconds is None  # 0: every epoch, however long
+    assert Recipe(fresh_images=8_000).training_seconds is None  # the quick run trains all its epochs
+    assert Recipe(train_dir="capts_train").training_seconds is None
+    assert Recipe(data="folder").training_seconds is None
+    Recipe(time_limit=0.0).check()
 
 
 @pytest.mark.parametrize("path", sorted(Path("configs").rglob("*.json")), ids=lambda path: path.stem)

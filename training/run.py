@@ -145,7 +145,7 @@ def check_distribution(recipe: Recipe, distribution: Distribution, resume: bool 
 
 def timed_schedule(recipe: Recipe) -> bool:
     """A cosine run with a time limit: its schedule follows the time too (`training.callbacks.TimedCosine`)."""
-    return bool(recipe.time_limit) and recipe.schedule == "cosine"
+    return bool(recipe.training_seconds) and recipe.schedule == "cosine"
 
 
 def build_objective(recipe: Recipe, model: keras.Model, steps_per_epoch: int) -> Objective:
@@ -284,12 +284,19 @@ def train_on(
             stale.unlink(missing_ok=True)
         write_json(files.last_state, {"recipe": recipe.to_dict(), "finished": False})
     print(f"Model: {recipe.initial_model or recipe.model}, {model.count_params():,} parameters", flush=True)
+    if recipe.time_limit is None and recipe.training_seconds:
+        print(
+            f"Budget: training stops after {recipe.training_seconds / 60:g} minutes, at the epoch it has reached, with "
+            f"the learning rate at zero by then, so that the whole run fits 20 minutes (--time-limit 0: all "
+            f"{recipe.epochs} epochs)",
+            flush=True,
+        )
 
     averaged = AveragedWeights() if recipe.weight_average else None
     checkpoint = BestModelCheckpoint(
         files.model, objective.plain_models, best=best, best_epoch=best_epoch, averaged=averaged
     )
-    time_limit = TimeLimit(recipe.time_limit) if recipe.time_limit else None
+    time_limit = TimeLimit(recipe.training_seconds) if recipe.training_seconds else None
     retry = fallback(recipe) if not earlier else None
     labelled_batch = recipe.labelled_batch_size if recipe.mean_teacher else recipe.batch_size
     judged = judging_epoch(steps_per_epoch * labelled_batch)
@@ -313,7 +320,7 @@ def train_on(
     if timed_schedule(recipe):
         callbacks.append(
             TimedCosine(
-                recipe.learning_rate, steps_per_epoch * recipe.epochs, recipe.time_limit, recipe.warmup_fraction
+                recipe.learning_rate, steps_per_epoch * recipe.epochs, recipe.training_seconds, recipe.warmup_fraction
             )
         )
     if recipe.patience:
@@ -349,8 +356,8 @@ def train_on(
         }  # fmt: skip
         second, why = retry
         second = second.replace(learning_rate=models.recommended_learning_rate(second.model))
-        if recipe.time_limit:  # --time-limit bounds both attempts together.
-            second = second.replace(time_limit=max(60.0, recipe.time_limit - train_seconds))
+        if recipe.training_seconds:  # The time limit bounds both attempts together.
+            second = second.replace(time_limit=max(60.0, recipe.training_seconds - train_seconds))
         print(f"Retrying once with the automatic recipe's fallback: {why}.", flush=True)
         return train_on(second, distribution, files, False, quiet, earlier=(attempt,))
     fingerprint = None if interrupted else distribution.check_same_weights(model)
@@ -474,6 +481,7 @@ def summarise(recipe: Recipe, files: RunFiles, data: TrainingData, outcome: Outc
         "best_epoch": outcome.checkpoint.best_epoch,
         "epochs_run": epochs_run,
         "resumed_after_epoch": outcome.resumed_after,
+        "time_limit_seconds": recipe.training_seconds,
         "stopped_by_time_limit": bool(outcome.time_limit and outcome.time_limit.stopped_mid_epoch),
         "interrupted": outcome.interrupted,
         "stuck_after_epoch": outcome.stuck.stuck_after,
