@@ -81,6 +81,20 @@ def test_runs_are_paired_with_the_baseline_on_their_own_machine_only():
     ]
 
 
+def test_the_written_table_pairs_runs_with_the_earlier_default_and_with_todays(tmp_path, capsys):
+    results = tmp_path / "sweep"
+    results.mkdir()
+    runs = [run("default", 0, 0.93, 0.75), run("two_convolutions", 0, 0.95, 0.82), run("deeper", 0, 0.96, 0.85)]
+    for result in runs:
+        result |= {"machine": "one CPU", "boot": "one boot"}
+        (results / f"{result['recipe']}_seed0.json").write_text(json.dumps(result))
+    markdown = bench.sweep.write_table(results)
+    earlier, today = markdown.split("Against today's default (two_convolutions)")
+    assert "| deeper | 0 | 0 | +3.00 | +10.0 |" in earlier and "| deeper | 0 | 0 | +1.00 | +3.0 |" in today
+    assert json.loads((tmp_path / "sweep.json").read_text())["rows"][0]["recipe"] == "deeper"
+    assert (tmp_path / "sweep.md").read_text() == markdown + "\n" and "deeper" in capsys.readouterr().out
+
+
 def test_a_run_counts_as_its_own_the_cpu_of_workers_it_never_waited_for(tmp_path, monkeypatch):
     # A drawing worker that is killed rather than joined is in no resource usage; it must not read as other work.
     (tmp_path / "train.py").write_text(
