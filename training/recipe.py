@@ -22,7 +22,7 @@ from core.alphabet import Alphabet, alphabet_from_options
 # The default run (new images, no --fresh-images) is sized by the clock, not by a count: up to 10 epochs of 16,000
 # new images, stopped after DEFAULT_TIME_LIMIT seconds of training, with the cosine schedule reaching zero there.
 # The 90 s left of the assignment's 20 minutes cover the start, the last validation and the final scores. The 2 CPU
-# cores measured train cellnet at 64 to 120 images/s, so the clock ends the run on each of them (at 4 to 8 epochs),
+# cores measured train cellnet at 64 to 125 images/s, so the clock ends the run on each of them (at 4 to 9 epochs),
 # and a faster machine trains its 10 full epochs sooner; a fixed count sized for the slowest of them left the rest
 # half their budget unused (docs/results.md, "Training at the assignment's budget").
 DEFAULT_FRESH_IMAGES = 16_000
