@@ -41,14 +41,11 @@ import numpy as np
 from bench.machine import boot_id, machine
 from core.files import write_json
 from training.history import read_history
-from training.recipe import Recipe
+from training.recipe import BUDGET_MARGIN_SECONDS, BUDGET_MINUTES, Recipe
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY / "bench" / "results" / "sweep"  # `--results-dir` moves it.
 CALIBRATION_IMAGES = 6_400
-BUDGET_MINUTES = 20.0
-# Start-up, loading capts_val/, the last validation, and scoring the best model afterwards fit in this margin.
-MARGIN_SECONDS = 90.0
 CONTENDED_SECONDS = 60.0
 # The recipes every run is paired with where they ran on the same machine: the default before the sweep, which the
 # recipes pinned to its network were measured against, and the default it chose.
@@ -190,7 +187,7 @@ def run_recipe(
         if not (redo_contended and done.get("contended")):
             return done
     recipe = Recipe.from_file(config)  # Refuses a bad config before anything runs.
-    fit_seconds = minutes * 60 - MARGIN_SECONDS
+    fit_seconds = minutes * 60 - BUDGET_MARGIN_SECONDS  # As the default run's limit.
     arguments = ["--config", str(config), "--seed", str(seed), "--val-dir", str(work / "capts_val"),
                  "--test-dir", str(work / "capts_test"), "--time-limit", f"{fit_seconds:.0f}", "--output",
                  "model.keras", "--quiet"]  # fmt: skip

@@ -48,7 +48,7 @@ from training.distribute import Distribution
 from training.distribute import start as start_distribution
 from training.history import read_history
 from training.objective import MeanTeacherSettings, Objective, compiled_objective
-from training.recipe import Recipe
+from training.recipe import BUDGET_MINUTES, Recipe
 
 
 @dataclass(frozen=True)
@@ -287,8 +287,8 @@ def train_on(
     if recipe.time_limit is None and recipe.training_seconds:
         print(
             f"Budget: training stops after {recipe.training_seconds / 60:g} minutes, at the epoch it has reached, with "
-            f"the learning rate at zero by then, so that the whole run fits 20 minutes (--time-limit 0: all "
-            f"{recipe.epochs} epochs)",
+            f"the learning rate at zero by then, so that the whole run fits {BUDGET_MINUTES:g} minutes "
+            f"(--time-limit 0: all {recipe.epochs} epochs)",
             flush=True,
         )
 
